@@ -1,0 +1,280 @@
+"""Typed, validated configuration: `params.yaml` parsed into pydantic objects.
+
+Every stage reads its settings from here, so an unknown key or an out-of-range value fails at
+start with the key's dotted name, before any data is touched.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_PARAMS = "params.yaml"
+
+
+class ConfigError(ValueError):
+    """A setting in params.yaml (or an override) is missing, unknown or out of range."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Paths(_Strict):
+    data_dir: str = "data"
+    work_dir: str = "build"
+
+
+class SynthConfig(_Strict):
+    """The synthetic DeepSEA-format benchmark written by `danq data synth`."""
+
+    n_train: int = Field(6000, ge=10, description="forward sequences in train (file holds 2x)")
+    n_valid: int = Field(1000, ge=10)
+    n_test: int = Field(2000, ge=10)
+    seq_len: int = Field(1000, ge=100, le=100_000)
+    gc_mean: float = Field(0.41, gt=0.05, lt=0.95)
+    gc_sd: float = Field(0.04, ge=0.0, lt=0.3)
+    jaspar_release: str = "JASPAR2024"
+    motifs: list[str] = Field(
+        default_factory=lambda: [
+            "MA0139.1",  # CTCF
+            "MA0035.4",  # GATA1
+            "MA0080.5",  # SPI1 (PU.1)
+            "MA0148.4",  # FOXA1
+            "MA0114.4",  # HNF4A
+            "MA0138.2",  # REST
+            "MA0095.2",  # YY1
+            "MA0102.4",  # CEBPA
+        ],
+        min_length=2,
+    )
+    n_sequence_share: float = Field(
+        0.02, ge=0.0, le=0.5, description="share of sequences that carry a run of N"
+    )
+    label_noise: float = Field(0.01, ge=0.0, lt=0.5)
+    chunk_size: int = Field(2000, ge=1)
+
+
+class PrepareConfig(_Strict):
+    """Conversion of .mat splits to TFRecord shards."""
+
+    shard_size: int = Field(5000, ge=1)
+    chunk_size: int = Field(2000, ge=1, description="samples read from the source at a time")
+    compression: Literal["none", "gzip"] = "none"
+    halves: Literal["both", "forward"] = Field(
+        "both", description="store both strands, or the forward half only (RC regenerated)"
+    )
+
+
+class ValidateConfig(_Strict):
+    """Thresholds of the data-validation gate (Great Expectations suite)."""
+
+    chunk_size: int = Field(2000, ge=1)
+    max_n_share: float = Field(0.1, ge=0.0, le=1.0, description="max share of N positions")
+    rc_pairs_checked: int = Field(200, ge=1)
+    prevalence_tolerance: float = Field(
+        0.1, gt=0.0, le=1.0, description="max |valid/test prevalence - train prevalence|"
+    )
+    prevalence_ratio_max: float = Field(
+        5.0, gt=1.0, description="warn when valid/test prevalence differs from train by this factor"
+    )
+    gc_mean_tolerance: float = Field(0.05, gt=0.0, le=0.5)
+    min_positives_train: int = Field(1, ge=1)
+    max_leaked_sequences: int = Field(0, ge=0)
+
+
+DropoutRate = float
+
+
+class FixedDropout(_Strict):
+    pool: float = Field(0.2, ge=0.0, lt=1.0)
+    lstm: float = Field(0.5, ge=0.0, lt=1.0)
+
+
+class RateRange(_Strict):
+    low: float = Field(ge=0.0, lt=1.0)
+    high: float = Field(ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RateRange:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        return self
+
+
+class RandomDropout(_Strict):
+    pool: RateRange = RateRange(low=0.1, high=0.3)
+    lstm: RateRange = RateRange(low=0.4, high=0.6)
+    redraw: Literal["run", "epoch", "batch"] = "epoch"
+
+
+class DropoutConfig(_Strict):
+    baseline: FixedDropout = FixedDropout()
+    random_dropout: RandomDropout = RandomDropout()
+
+
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    # Quang & Xie 2016: 46,926,479 parameters with 919 targets.
+    "danq": dict(conv_filters=320, conv_width=26, pool_size=13, lstm_units=320, dense_units=925),
+    # DanQ-JASPAR: about half the filters initialised from JASPAR vertebrate motifs.
+    "danq_jaspar": dict(
+        conv_filters=1024,
+        conv_width=30,
+        pool_size=15,
+        lstm_units=512,
+        dense_units=925,
+        jaspar_init=True,
+    ),
+    # Reduced size for the embedded synthetic run on a 2-core CPU.
+    "small": dict(conv_filters=64, conv_width=26, pool_size=13, lstm_units=32, dense_units=64),
+}
+
+
+class ModelConfig(_Strict):
+    preset: Literal["danq", "danq_jaspar", "small", "custom"] = "danq"
+    conv_filters: int = Field(320, gt=0)
+    conv_width: int = Field(26, gt=0)
+    pool_size: int = Field(13, gt=0)
+    lstm_units: int = Field(320, gt=0)
+    dense_units: int = Field(925, gt=0)
+    jaspar_init: bool = False
+    jaspar_release: str = "JASPAR2024"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset", "danq") in MODEL_PRESETS:
+            return {**MODEL_PRESETS[data.get("preset", "danq")], **data}
+        return data
+
+    def pooled_length(self, seq_len: int) -> int:
+        """Positions left after the valid convolution and max-pooling."""
+        return (seq_len - self.conv_width + 1) // self.pool_size
+
+    def check_fits(self, seq_len: int) -> None:
+        if self.conv_width > seq_len:
+            raise ConfigError(
+                f"model.conv_width: {self.conv_width} is longer than the sequence ({seq_len} bp)"
+            )
+        if self.pooled_length(seq_len) < 1:
+            raise ConfigError(
+                f"model.pool_size: {self.pool_size} is larger than the "
+                f"{seq_len - self.conv_width + 1} positions left after the convolution"
+            )
+
+
+class TrainConfig(_Strict):
+    batch_size: int = Field(100, gt=0)
+    learning_rate: float = Field(1e-3, gt=0.0, lt=1.0)
+    rho: float = Field(0.9, gt=0.0, lt=1.0)
+    max_epochs: int = Field(60, gt=0)
+    patience: int = Field(5, ge=0)
+    shuffle_buffer: int = Field(10_000, ge=0)
+    rc_augment: bool = False
+    steps_per_epoch: int | None = Field(None, gt=0)
+    seed: int = Field(1234, ge=0)
+
+
+class MlflowConfig(_Strict):
+    tracking_uri: str | None = None
+    experiment: str = "danq"
+    registered_model: str = "danq"
+
+    def resolved_tracking_uri(self) -> str:
+        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+
+
+class EvaluateConfig(_Strict):
+    batch_size: int = Field(500, gt=0)
+    curve_targets: int = Field(4, ge=0, description="targets shown in the ROC/PR plots")
+
+
+class PromoteConfig(_Strict):
+    min_macro_auroc: float = Field(0.6, ge=0.0, le=1.0)
+    min_macro_aupr: float = Field(0.05, ge=0.0, le=1.0)
+    bootstrap_samples: int = Field(1000, ge=10)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    regression_tolerance: float = Field(0.01, ge=0.0, le=1.0)
+    max_regressed_fraction: float = Field(0.2, ge=0.0, le=1.0)
+    metric: Literal["auroc", "aupr"] = "aupr"
+    max_retries: int = Field(3, ge=0)
+
+
+class Params(_Strict):
+    seed: int = Field(7, ge=0)
+    paths: Paths = Paths()
+    synth: SynthConfig = SynthConfig()
+    prepare: PrepareConfig = PrepareConfig()
+    validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    model: ModelConfig = ModelConfig()
+    dropout: DropoutConfig = DropoutConfig()
+    train: TrainConfig = TrainConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    promote: PromoteConfig = PromoteConfig()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def data_dir(self) -> str:
+        return self.paths.data_dir
+
+    @property
+    def work_dir(self) -> str:
+        return self.paths.work_dir
+
+
+def _format_errors(source: str, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        key = key.replace("validate_", "validate")
+        got = e.get("input")
+        got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{source}: {key}: unknown key")
+        else:
+            lines.append(f"{source}: {key}: {e['msg']}{got_text}")
+    return "\n".join(lines)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_params(raw: dict[str, Any], source: str = DEFAULT_PARAMS) -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(source, err)) from None
+
+
+def load_params(path: str | os.PathLike[str] | None = None, overrides: list[str] = ()) -> Params:
+    """Read params.yaml (or defaults when it does not exist) and apply `key=value` overrides."""
+    path = Path(path or DEFAULT_PARAMS)
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections")
+        raw = loaded or {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value")
+        key, text = item.split("=", 1)
+        _set_dotted(raw, key.strip(), yaml.safe_load(text))
+    return parse_params(raw, str(path))

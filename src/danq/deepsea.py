@@ -1,0 +1,606 @@
+"""Reading and writing the DeepSEA data layout (train.mat / valid.mat / test.mat).
+
+The bundle mixes two containers and two axis orders:
+
+| file | container | x | y |
+|---|---|---|---|
+| train.mat | MATLAB v7.3 (HDF5) | trainxdata (L, 4, N) | traindata (T, N) |
+| valid.mat, test.mat | MATLAB v5 (or v7.3) | validxdata (N, 4, L) | validdata (N, T) |
+| prediction input | HDF5 | testxdata (N, 4, L) | none |
+
+That is, h5py sees train.mat with the sample axis last and every other file with the sample
+axis first. Readers here hand out sample-major one-hot chunks (n, L, 4) uint8 and labels
+(n, T) uint8 whatever the file, reading a bounded number of samples at a time so that memory
+does not grow with N. MATLAB v5 files are parsed directly (scipy would load whole arrays).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+import h5py
+import numpy as np
+
+from danq import storage
+
+Split = Literal["train", "valid", "test"]
+SPLITS: tuple[Split, ...] = ("train", "valid", "test")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+MAT5_HEADER_TEXT = b"MATLAB 5.0 MAT-file"
+DEFAULT_SEQ_LEN = 1000
+
+
+class DataError(ValueError):
+    """Input data is missing, unreadable or not in the DeepSEA layout."""
+
+
+def x_key(split: str) -> str:
+    return f"{split}xdata"
+
+
+def y_key(split: str) -> str:
+    return f"{split}data"
+
+
+def split_of(path: str | os.PathLike[str]) -> Split:
+    stem = Path(str(path).rsplit("/", 1)[-1]).stem
+    if stem not in SPLITS:
+        raise DataError(
+            f"{path}: cannot tell the split from the file name (expected train.mat, valid.mat "
+            "or test.mat); pass the split explicitly"
+        )
+    return stem  # type: ignore[return-value]
+
+
+def _detect_container(head: bytes) -> Literal["hdf5", "mat5"] | None:
+    # HDF5 allows a user block of 512 * 2**k bytes before the signature; MATLAB v7.3 uses 512.
+    for offset in (0, 512, 1024, 2048, 4096):
+        if head[offset : offset + 8] == HDF5_SIGNATURE:
+            return "hdf5"
+    if head[:19] == MAT5_HEADER_TEXT and head[126:128] in (b"IM", b"MI"):
+        return "mat5"
+    return None
+
+
+# --------------------------------------------------------------------------- MATLAB v5 parsing
+
+_MAT5_DTYPES = {
+    1: "i1",
+    2: "u1",
+    3: "i2",
+    4: "u2",
+    5: "i4",
+    6: "u4",
+    7: "f4",
+    9: "f8",
+    12: "i8",
+    13: "u8",
+}
+_MAT5_CLASSES = {
+    6: "f8",
+    7: "f4",
+    8: "i1",
+    9: "u1",
+    10: "i2",
+    11: "u2",
+    12: "i4",
+    13: "u4",
+    14: "i8",
+    15: "u8",
+}
+_MI_MATRIX, _MI_COMPRESSED = 14, 15
+
+
+@dataclass(frozen=True)
+class _Mat5Var:
+    """Where one numeric MATLAB v5 array lies: Fortran-ordered data at `offset`."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    class_dtype: np.dtype
+    offset: int
+    payload: bytes | None  # decompressed element for miCOMPRESSED variables
+
+
+class _Mat5File:
+    def __init__(self, fileobj: IO[bytes], label: str) -> None:
+        self.f = fileobj
+        self.label = label
+        header = self._read_at(0, 128)
+        self.order = "<" if header[126:128] == b"IM" else ">"
+        self.vars: dict[str, _Mat5Var] = {}
+        self.f.seek(0, io.SEEK_END)
+        size = self.f.tell()
+        pos = 128
+        while pos + 8 <= size:
+            mdtype, nbytes = struct.unpack(self.order + "II", self._read_at(pos, 8))
+            if pos + 8 + nbytes > size:
+                raise DataError(
+                    f"{label}: truncated MATLAB file (an element at byte {pos} needs "
+                    f"{nbytes} bytes, {size - pos - 8} left)"
+                )
+            if mdtype == _MI_COMPRESSED:
+                try:
+                    element = zlib.decompress(self._read_at(pos + 8, nbytes))
+                except zlib.error as err:
+                    raise DataError(f"{label}: corrupt compressed variable at byte {pos}: {err}")
+                inner_type, inner_bytes = struct.unpack(self.order + "II", element[:8])
+                if inner_type == _MI_MATRIX:
+                    var = self._parse_matrix(io.BytesIO(element), 8, inner_bytes, keep=element)
+                    if var:
+                        self.vars[var.name] = var
+            elif mdtype == _MI_MATRIX:
+                var = self._parse_matrix(self.f, pos + 8, nbytes, keep=None)
+                if var:
+                    self.vars[var.name] = var
+            pos += 8 + nbytes
+            pos += (-pos) % 8 if mdtype != _MI_COMPRESSED else 0
+
+    def _read_at(self, pos: int, n: int, f: IO[bytes] | None = None) -> bytes:
+        f = f or self.f
+        f.seek(pos)
+        data = f.read(n)
+        if len(data) != n:
+            raise DataError(f"{self.label}: truncated MATLAB file (wanted {n} bytes at {pos})")
+        return data
+
+    def _subelement(self, f: IO[bytes], pos: int) -> tuple[int, int, int]:
+        """Tag at pos -> (data type, byte count, data offset); handles the small format."""
+        word, nbytes = struct.unpack(self.order + "II", self._read_at(pos, 8, f))
+        if word >> 16:  # small data element: 2-byte count, 2-byte type, data in 4 bytes
+            return word & 0xFFFF, word >> 16, pos + 4
+        return word, nbytes, pos + 8
+
+    def _parse_matrix(self, f: IO[bytes], pos: int, nbytes: int, keep: bytes | None):
+        end = pos + nbytes
+        if nbytes == 0:
+            return None
+        _, _, flags_at = self._subelement(f, pos)
+        flags = struct.unpack(self.order + "I", self._read_at(flags_at, 4, f))[0]
+        mclass, is_complex = flags & 0xFF, bool(flags & 0x800)
+        pos = flags_at + 8
+        dims_type, dims_bytes, dims_at = self._subelement(f, pos)
+        dims = struct.unpack(
+            f"{self.order}{dims_bytes // 4}i", self._read_at(dims_at, dims_bytes, f)
+        )
+        pos = dims_at + dims_bytes + (-(dims_at + dims_bytes)) % 8
+        _, name_bytes, name_at = self._subelement(f, pos)
+        name = self._read_at(name_at, name_bytes, f).decode("ascii", "replace")
+        pos = name_at + max(name_bytes, 4 if name_at == pos + 4 else 0)
+        pos += (-pos) % 8
+        if mclass not in _MAT5_CLASSES:
+            return None  # cells, structs, chars, sparse: not DeepSEA arrays
+        if is_complex:
+            raise DataError(f"{self.label} {name}: complex array, expected real 0/1 values")
+        data_type, data_bytes, data_at = self._subelement(f, pos)
+        if data_type not in _MAT5_DTYPES or data_at + data_bytes > end:
+            raise DataError(f"{self.label} {name}: unreadable data element")
+        dtype = np.dtype(self.order + _MAT5_DTYPES[data_type])
+        expected = int(np.prod(dims)) * dtype.itemsize
+        if data_bytes != expected:
+            raise DataError(
+                f"{self.label} {name}: data holds {data_bytes} bytes, shape {tuple(dims)} "
+                f"needs {expected}"
+            )
+        return _Mat5Var(
+            name, tuple(int(d) for d in dims), dtype, np.dtype(_MAT5_CLASSES[mclass]), data_at, keep
+        )
+
+    def read_rows(self, var: _Mat5Var, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) of axis 0 of a Fortran-ordered array, as a C-ordered array."""
+        n_rows = stop - start
+        inner = int(np.prod(var.shape[1:]))
+        item = var.dtype.itemsize
+        run = n_rows * item
+        buf = bytearray(run * inner)
+        source = io.BytesIO(var.payload) if var.payload is not None else self.f
+        fd = _fileno(source)
+        for k in range(inner):  # one contiguous run of rows per trailing index
+            at = var.offset + (start + var.shape[0] * k) * item
+            if fd is not None:
+                chunk = os.pread(fd, run, at)
+            else:
+                source.seek(at)
+                chunk = source.read(run)
+            if len(chunk) != run:
+                raise DataError(f"{self.label} {var.name}: truncated data")
+            buf[k * run : (k + 1) * run] = chunk
+        flat = np.frombuffer(bytes(buf), dtype=var.dtype)
+        # Fortran order: rows vary fastest, so the buffer is (trailing..., rows) in C order.
+        arr = flat.reshape(tuple(reversed(var.shape[1:])) + (n_rows,))
+        return np.ascontiguousarray(arr.transpose(tuple(range(arr.ndim - 1, -1, -1))))
+
+
+def _fileno(f: IO[bytes]) -> int | None:
+    try:
+        return f.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return None
+
+
+# --------------------------------------------------------------------------- reader
+
+
+class SplitReader:
+    """Sample-major access to one DeepSEA-format file.
+
+    `layout` says on which axis the samples lie: "sample_last" for train.mat in HDF5 (as the
+    bundle stores it), "sample_first" otherwise. Labels are optional (prediction files).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        split: str | None = None,
+        *,
+        x_name: str | None = None,
+        y_name: str | None = None,
+        require_labels: bool = True,
+        seq_len: int | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.name = self.path.rsplit("/", 1)[-1]
+        self.split = split or split_of(self.path)
+        self.x_name = x_name or x_key(self.split)
+        self.y_name = y_name or y_key(self.split)
+        if not storage.exists(self.path):
+            raise DataError(f"{self.path}: file not found")
+        self._file = storage.open_binary(self.path)
+        try:
+            self._open(require_labels, seq_len)
+        except Exception:
+            self.close()
+            raise
+
+    def _open(self, require_labels: bool, seq_len: int | None) -> None:
+        head = self._file.read(4104)
+        self.container = _detect_container(head)
+        if self.container is None:
+            raise DataError(f"{self.name}: not an HDF5 (MATLAB v7.3) or MATLAB v5 file")
+        self._file.seek(0)
+        if self.container == "hdf5":
+            try:
+                self._h5 = h5py.File(self._file, "r")
+            except OSError as err:
+                raise DataError(f"{self.name}: unreadable HDF5 file (truncated or corrupt): {err}")
+            keys = sorted(self._h5.keys())
+            self._x = self._h5_dataset(self.x_name, keys)
+            self._y = self._h5_dataset(self.y_name, keys) if self.y_name in keys else None
+            x_shape, y_shape = self._x.shape, self._y.shape if self._y is not None else None
+            self.x_dtype = self._x.dtype
+            self.y_dtype = self._y.dtype if self._y is not None else None
+        else:
+            self._mat = _Mat5File(self._file, self.name)
+            keys = sorted(self._mat.vars)
+            if self.x_name not in keys:
+                raise DataError(self._missing(self.x_name, keys))
+            self._x = self._mat.vars[self.x_name]
+            self._y = self._mat.vars.get(self.y_name)
+            x_shape, y_shape = self._x.shape, self._y.shape if self._y is not None else None
+            self.x_dtype = self._x.class_dtype
+            self.y_dtype = self._y.class_dtype if self._y is not None else None
+        if self._y is None and require_labels:
+            raise DataError(self._missing(self.y_name, keys))
+        self.layout = (
+            "sample_last" if self.container == "hdf5" and self.split == "train" else "sample_first"
+        )
+        self._check_shapes(x_shape, y_shape, seq_len)
+
+    def _h5_dataset(self, key: str, keys: list[str]) -> h5py.Dataset:
+        if key not in keys:
+            raise DataError(self._missing(key, keys))
+        node = self._h5[key]
+        if not isinstance(node, h5py.Dataset):
+            raise DataError(f"{self.name} {key}: is a group, expected an array")
+        return node
+
+    def _missing(self, key: str, keys: list[str]) -> str:
+        return f"{self.name}: missing key '{key}' (keys present: {', '.join(keys) or 'none'})"
+
+    def _check_shapes(self, x_shape, y_shape, seq_len: int | None) -> None:
+        name = self.name
+        expected = "(L, 4, N)" if self.layout == "sample_last" else "(N, 4, L)"
+        if len(x_shape) != 3:
+            raise DataError(
+                f"{name} {self.x_name}: rank {len(x_shape)} (shape {tuple(x_shape)}), "
+                f"expected 3 axes {expected}"
+            )
+        if x_shape[1] != 4:
+            raise DataError(
+                f"{name} {self.x_name}: axis 1 has size {x_shape[1]} (shape {tuple(x_shape)}), "
+                f"expected 4 channels A,G,C,T in {expected}; are the axes transposed?"
+            )
+        if self.layout == "sample_last":
+            self.seq_len, self.n = int(x_shape[0]), int(x_shape[2])
+        else:
+            self.n, self.seq_len = int(x_shape[0]), int(x_shape[2])
+        if seq_len is not None and self.seq_len != seq_len:
+            raise DataError(
+                f"{name} {self.x_name}: sequences are {self.seq_len} bp (shape "
+                f"{tuple(x_shape)}, layout {expected}), expected {seq_len} bp; axes transposed?"
+            )
+        if not np.issubdtype(self.x_dtype, np.integer) and self.x_dtype != np.bool_:
+            raise DataError(f"{name} {self.x_name}: dtype {self.x_dtype}, expected uint8 one-hot")
+        self.n_targets: int | None = None
+        if y_shape is None:
+            return
+        y_expected = "(T, N)" if self.layout == "sample_last" else "(N, T)"
+        if len(y_shape) != 2:
+            raise DataError(
+                f"{name} {self.y_name}: rank {len(y_shape)} (shape {tuple(y_shape)}), "
+                f"expected 2 axes {y_expected}"
+            )
+        y_n, t = (y_shape[1], y_shape[0]) if self.layout == "sample_last" else y_shape
+        if y_n != self.n:
+            raise DataError(
+                f"{name}: {self.x_name} has {self.n} samples but {self.y_name} has {y_n} "
+                f"(shape {tuple(y_shape)}, expected {y_expected})"
+            )
+        self.n_targets = int(t)
+        if not np.issubdtype(self.y_dtype, np.integer) and self.y_dtype != np.bool_:
+            raise DataError(
+                f"{name} {self.y_name}: dtype {self.y_dtype}, expected uint8 0/1 labels"
+            )
+
+    @property
+    def has_labels(self) -> bool:
+        return self._y is not None
+
+    def read_raw(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Samples [start, stop) as stored values: x (n, L, 4), y (n, T), no value checks."""
+        try:
+            if self.container == "hdf5":
+                if self.layout == "sample_last":
+                    x = self._x[:, :, start:stop].transpose(2, 0, 1)
+                    y = self._y[:, start:stop].T if self._y is not None else None
+                else:
+                    x = self._x[start:stop].transpose(0, 2, 1)
+                    y = self._y[start:stop] if self._y is not None else None
+            else:
+                x = self._mat.read_rows(self._x, start, stop).transpose(0, 2, 1)
+                y = self._mat.read_rows(self._y, start, stop) if self._y is not None else None
+        except (OSError, KeyError, RuntimeError) as err:
+            raise DataError(
+                f"{self.name}: could not read samples {start}-{stop} (truncated or corrupt): {err}"
+            ) from None
+        return np.ascontiguousarray(x), (np.ascontiguousarray(y) if y is not None else None)
+
+    def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Samples [start, stop) as checked uint8 one-hot (n, L, 4) and 0/1 labels (n, T)."""
+        x, y = self.read_raw(start, stop)
+        return self._checked(x, self.x_name, start, onehot=True), (
+            self._checked(y, self.y_name, start, onehot=False) if y is not None else None
+        )
+
+    def _checked(self, a: np.ndarray, key: str, start: int, onehot: bool) -> np.ndarray:
+        if a.dtype != np.uint8:
+            if np.issubdtype(a.dtype, np.floating) and np.isnan(a).any():
+                raise DataError(f"{self.name} {key}: contains NaN; expected uint8 0/1 values")
+            raise DataError(f"{self.name} {key}: dtype {a.dtype}, expected uint8 0/1 values")
+        bad = a > 1
+        if bad.any():
+            first = np.argwhere(bad)[0]
+            raise DataError(
+                f"{self.name} {key}: value {a[tuple(first)]} at sample {start + first[0]}, "
+                "expected only 0 and 1"
+            )
+        if onehot:
+            multi = a.sum(axis=2, dtype=np.int32) > 1
+            if multi.any():
+                sample, pos = np.argwhere(multi)[0]
+                raise DataError(
+                    f"{self.name} {key}: {int(multi.any(axis=1).sum())} samples in "
+                    f"{start}-{start + len(a)} have positions with two or more bases set "
+                    f"(first: sample {start + sample}, position {pos})"
+                )
+        return a
+
+    def iter_chunks(
+        self, chunk_size: int, start: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+        stop = self.n if stop is None else stop
+        for lo in range(start, stop, chunk_size):
+            hi = min(lo + chunk_size, stop)
+            x, y = self.read(lo, hi)
+            yield lo, x, y
+
+    def close(self) -> None:
+        h5 = getattr(self, "_h5", None)
+        if h5 is not None:
+            h5.close()
+        self._file.close()
+
+    def __enter__(self) -> SplitReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_split(path: str | os.PathLike[str], split: str | None = None, **kwargs) -> SplitReader:
+    return SplitReader(path, split, **kwargs)
+
+
+def open_prediction_input(path: str | os.PathLike[str]) -> SplitReader:
+    """An HDF5 file in DeepSEA's prediction layout: testxdata (N, 4, L), labels optional."""
+    return SplitReader(path, "test", require_labels=False)
+
+
+# --------------------------------------------------------------------------- writers
+
+MAT73_USERBLOCK = 512
+
+
+def _mat73_header() -> bytes:
+    text = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created by: danq, HDF5 schema 1.00 ."
+    return text.ljust(116, b" ") + b"\x00" * 8 + struct.pack("<H", 0x0200) + b"IM"
+
+
+def _mat5_header() -> bytes:
+    text = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: danq"
+    return text.ljust(116, b" ") + b"\x00" * 8 + struct.pack("<H", 0x0100) + b"IM"
+
+
+def _pad8(n: int) -> int:
+    return n + (-n) % 8
+
+
+class SplitWriter:
+    """Writes one split in the DeepSEA layout, sample chunk by sample chunk.
+
+    train -> MATLAB v7.3 (HDF5, sample axis last); valid/test -> MATLAB v5 (sample axis first),
+    unless `container` says otherwise. The file is written under a temporary name and renamed
+    into place by `close()`, so a failure never leaves a half-written split behind.
+    Output is byte-identical for identical inputs (no timestamps).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        split: str,
+        n: int,
+        seq_len: int,
+        n_targets: int | None,
+        container: Literal["hdf5", "mat5"] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.split, self.n, self.seq_len, self.n_targets = split, n, seq_len, n_targets
+        self.container = container or ("hdf5" if split == "train" else "mat5")
+        self.sample_last = self.container == "hdf5" and split == "train"
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.container == "hdf5":
+            self._open_hdf5()
+        else:
+            self._open_mat5()
+
+    def _open_hdf5(self) -> None:
+        self._h5 = h5py.File(self.tmp, "w", userblock_size=MAT73_USERBLOCK, libver="earliest")
+        L, n, T = self.seq_len, self.n, self.n_targets
+        chunk = max(1, min(n, 1024))
+        x_shape = (L, 4, n) if self.sample_last else (n, 4, L)
+        x_chunks = (L, 4, chunk) if self.sample_last else (chunk, 4, L)
+        self._x = self._h5.create_dataset(
+            x_key(self.split),
+            shape=x_shape,
+            dtype="u1",
+            chunks=x_chunks,
+            compression="gzip",
+            compression_opts=1,
+            track_times=False,
+        )
+        self._x.attrs["MATLAB_class"] = np.bytes_("uint8")
+        self._y = None
+        if T is not None:
+            y_shape = (T, n) if self.sample_last else (n, T)
+            y_chunks = (T, chunk) if self.sample_last else (chunk, T)
+            self._y = self._h5.create_dataset(
+                y_key(self.split),
+                shape=y_shape,
+                dtype="u1",
+                chunks=y_chunks,
+                compression="gzip",
+                compression_opts=1,
+                track_times=False,
+            )
+            self._y.attrs["MATLAB_class"] = np.bytes_("uint8")
+
+    def _matrix_header(self, name: str, dims: tuple[int, ...]) -> tuple[bytes, int]:
+        name_b = name.encode("ascii")
+        data_bytes = int(np.prod(dims))
+        body = struct.pack("<II", 6, 8) + struct.pack("<II", 9, 0)  # flags: mxUINT8_CLASS
+        dims_b = struct.pack(f"<{len(dims)}i", *dims)
+        body += struct.pack("<II", 5, len(dims_b)) + dims_b.ljust(_pad8(len(dims_b)), b"\0")
+        body += struct.pack("<II", 1, len(name_b)) + name_b.ljust(_pad8(len(name_b)), b"\0")
+        body += struct.pack("<II", 2, data_bytes)  # miUINT8 data follows
+        total = len(body) + _pad8(data_bytes)
+        return struct.pack("<II", _MI_MATRIX, total) + body, data_bytes
+
+    def _open_mat5(self) -> None:
+        self._fh = open(self.tmp, "wb")  # noqa: SIM115 - closed in close()
+        self._fh.write(_mat5_header())
+        self._vars: dict[str, tuple[int, tuple[int, ...]]] = {}
+        arrays = [(x_key(self.split), (self.n, 4, self.seq_len))]
+        if self.n_targets is not None:
+            arrays.append((y_key(self.split), (self.n, self.n_targets)))
+        for name, dims in arrays:
+            header, data_bytes = self._matrix_header(name, dims)
+            self._fh.write(header)
+            self._vars[name] = (self._fh.tell(), dims)
+            self._fh.truncate(self._fh.tell() + _pad8(data_bytes))
+            self._fh.seek(0, io.SEEK_END)
+
+    def _write_mat5_rows(self, name: str, start: int, rows: np.ndarray) -> None:
+        offset, dims = self._vars[name]
+        n_rows = rows.shape[0]
+        # Fortran order: for each trailing index, the rows form one contiguous run.
+        fortran_axes = (0, *range(rows.ndim - 1, 0, -1))
+        trailing = rows.transpose(fortran_axes).reshape(n_rows, -1).T
+        fd = self._fh.fileno()
+        for k, run in enumerate(trailing):
+            os.pwrite(fd, np.ascontiguousarray(run).tobytes(), offset + start + dims[0] * k)
+
+    def write(self, start: int, x: np.ndarray, y: np.ndarray | None) -> None:
+        """Samples [start, start + len(x)): x one-hot (n, L, 4) uint8, y (n, T) uint8."""
+        stop = start + len(x)
+        if self.container == "hdf5":
+            if self.sample_last:
+                self._x[:, :, start:stop] = x.transpose(1, 2, 0)
+                if self._y is not None:
+                    self._y[:, start:stop] = y.T
+            else:
+                self._x[start:stop] = x.transpose(0, 2, 1)
+                if self._y is not None:
+                    self._y[start:stop] = y
+        else:
+            self._write_mat5_rows(x_key(self.split), start, x.transpose(0, 2, 1))
+            if y is not None:
+                self._write_mat5_rows(y_key(self.split), start, y)
+
+    def close(self) -> Path:
+        if self.container == "hdf5":
+            self._h5.close()
+            with open(self.tmp, "r+b") as fh:
+                fh.write(_mat73_header())
+        else:
+            self._fh.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        if self.container == "hdf5":
+            self._h5.close()
+        else:
+            self._fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> SplitWriter:
+        return self
+
+    def __exit__(self, exc_type, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_split(
+    path: str | os.PathLike[str],
+    split: str,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    container: Literal["hdf5", "mat5"] | None = None,
+) -> Path:
+    """Write in-memory arrays (x (n, L, 4), y (n, T)) as one DeepSEA-format file."""
+    n_targets = None if y is None else y.shape[1]
+    with SplitWriter(path, split, len(x), x.shape[1], n_targets, container) as writer:
+        writer.write(0, x, y)
+    return Path(path)

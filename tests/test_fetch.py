@@ -1,0 +1,424 @@
+"""`danq data fetch-deepsea` against a local HTTP server that serves a tiny bundle."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import re
+import socket
+import tarfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import scipy.io
+
+from danq import fetch
+from danq.fetch import FetchError, add_arguments, fetch_deepsea, run
+
+N_SAMPLES = 6
+N_TARGETS = 5
+BUNDLE_NAME = "deepsea_train_bundle.v0.9.tar.gz"
+
+
+@dataclass
+class ServerBehaviour:
+    """What the test server serves and how it misbehaves; records the Range header of each GET."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    range_headers: list[str | None] = field(default_factory=list)
+    cut_first_response_after: int | None = None
+    fail_first_request_with: int | None = None
+    ignore_range: bool = False
+
+
+class RangeRequestHandler(BaseHTTPRequestHandler):
+    """GET with single open-ended `bytes=N-` ranges (206 / 416), which SimpleHTTPRequestHandler
+    lacks."""
+
+    server: BundleServer
+
+    def do_GET(self) -> None:
+        behaviour = self.server.behaviour
+        range_header = self.headers.get("Range")
+        behaviour.range_headers.append(range_header)
+        first_request = len(behaviour.range_headers) == 1
+        body = behaviour.files.get(self.path.lstrip("/"))
+        if body is None:
+            self.send_error(404)
+            return
+        if first_request and behaviour.fail_first_request_with:
+            self.send_error(behaviour.fail_first_request_with)
+            return
+        start = 0
+        if range_header and not behaviour.ignore_range:
+            start = int(re.fullmatch(r"bytes=(\d+)-", range_header)[1])
+            if start >= len(body):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        payload = body[start:]
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if first_request and behaviour.cut_first_response_after is not None:
+            # Fewer bytes than Content-Length, then the connection closes: a dropped download.
+            payload = payload[: behaviour.cut_first_response_after]
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep test output quiet."""
+
+
+class BundleServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), RangeRequestHandler)
+        self.behaviour = ServerBehaviour()
+
+    def url(self, name: str = BUNDLE_NAME) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/{name}"
+
+
+@pytest.fixture
+def server() -> Iterator[BundleServer]:
+    bundle_server = BundleServer()
+    # A short poll interval makes shutdown() return quickly at teardown.
+    thread = threading.Thread(
+        target=bundle_server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
+    thread.start()
+    yield bundle_server
+    bundle_server.shutdown()
+    bundle_server.server_close()
+    thread.join()
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fetch, "RETRY_BASE_DELAY_S", 0.0)
+    # Small chunks, so that a connection cut mid-body leaves whole chunks on disk to resume from.
+    monkeypatch.setattr(fetch, "CHUNK_SIZE", 1024)
+
+
+@pytest.fixture(scope="module")
+def mat_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """train.mat (HDF5, samples last) and valid/test.mat (MATLAB v5, samples first), as bytes."""
+    folder = tmp_path_factory.mktemp("mat")
+    rng = np.random.default_rng(0)
+
+    def one_hot(outer: int, inner: int) -> np.ndarray:
+        """Random one-hot bases of shape (outer, 4, inner): channels on axis 1, as in the bundle."""
+        bases = rng.integers(0, 4, size=(outer, inner))
+        return np.moveaxis(np.eye(4, dtype=np.uint8)[bases], -1, 1)
+
+    def labels(shape: tuple[int, int]) -> np.ndarray:
+        return (rng.random(shape) < 0.2).astype(np.uint8)
+
+    with h5py.File(folder / "train.mat", "w") as train:
+        train["trainxdata"] = one_hot(1000, N_SAMPLES)
+        train["traindata"] = labels((N_TARGETS, N_SAMPLES))
+    for split in ("valid", "test"):
+        scipy.io.savemat(
+            folder / f"{split}.mat",
+            {
+                f"{split}xdata": one_hot(N_SAMPLES, 1000),
+                f"{split}data": labels((N_SAMPLES, N_TARGETS)),
+            },
+        )
+    return {name: (folder / name).read_bytes() for name in fetch.BUNDLE_FILES}
+
+
+def build_tarball(files: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:
+    """A .tar.gz holding `files` (member name -> content) and `symlinks` (name -> target)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+        for name, target in (symlinks or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def bundle(mat_files: dict[str, bytes]) -> bytes:
+    """The bundle in the DeepSEA layout: deepsea_train/{train,valid,test}.mat."""
+    return build_tarball({f"deepsea_train/{name}": data for name, data in mat_files.items()})
+
+
+def assert_unpacked(dest: Path, mat_files: dict[str, bytes]) -> None:
+    assert sorted(p.name for p in dest.iterdir()) == sorted(mat_files)
+    for name, content in mat_files.items():
+        assert (dest / name).read_bytes() == content
+    with h5py.File(dest / "train.mat") as train:
+        assert train["trainxdata"].shape == (1000, 4, N_SAMPLES)
+
+
+def test_fetch_downloads_verifies_and_unpacks(
+    server: BundleServer, bundle: bytes, mat_files: dict[str, bytes], tmp_path: Path
+) -> None:
+    server.behaviour.files[BUNDLE_NAME] = bundle
+    dest = tmp_path / "data"
+
+    result = fetch_deepsea(
+        server.url(),
+        dest,
+        sha256=hashlib.sha256(bundle).hexdigest().upper(),
+        md5=hashlib.md5(bundle).hexdigest(),
+        expected_size=len(bundle),
+    )
+
+    assert result == dest
+    assert_unpacked(dest, mat_files)
+    assert server.behaviour.range_headers == [None]
+    assert scipy.io.loadmat(dest / "test.mat")["testxdata"].shape == (N_SAMPLES, 4, 1000)
+
+
+def test_keep_archive_keeps_it_and_a_rerun_reuses_it(
+    server: BundleServer, bundle: bytes, mat_files: dict[str, bytes], tmp_path: Path
+) -> None:
+    server.behaviour.files[BUNDLE_NAME] = bundle
+    dest = tmp_path / "data"
+    sha256 = hashlib.sha256(bundle).hexdigest()
+
+    fetch_deepsea(server.url(), dest, sha256=sha256, keep_archive=True, progress=False)
+    fetch_deepsea(server.url(), dest, sha256=sha256, progress=False)
+
+    assert len(server.behaviour.range_headers) == 1
+    assert_unpacked(dest, mat_files)
+
+
+def test_fetch_resumes_after_dropped_connection(
+    server: BundleServer, bundle: bytes, mat_files: dict[str, bytes], tmp_path: Path
+) -> None:
+    cut_at = 3 * 1024
+    server.behaviour.files[BUNDLE_NAME] = bundle
+    server.behaviour.cut_first_response_after = cut_at
+    assert len(bundle) > 2 * cut_at
+
+    fetch_deepsea(
+        server.url(),
+        tmp_path / "data",
+        sha256=hashlib.sha256(bundle).hexdigest(),
+        md5=hashlib.md5(bundle).hexdigest(),
+        progress=False,
+    )
+
+    assert server.behaviour.range_headers == [None, f"bytes={cut_at}-"]
+    assert_unpacked(tmp_path / "data", mat_files)
+
+
+def test_fetch_resumes_a_part_file_left_by_an_earlier_run(
+    server: BundleServer, bundle: bytes, mat_files: dict[str, bytes], tmp_path: Path
+) -> None:
+    server.behaviour.files[BUNDLE_NAME] = bundle
+    part = tmp_path / "data" / ".download" / f"{BUNDLE_NAME}.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(bundle[:1000])
+
+    fetch_deepsea(
+        server.url(), tmp_path / "data", sha256=hashlib.sha256(bundle).hexdigest(), progress=False
+    )
+
+    assert server.behaviour.range_headers == ["bytes=1000-"]
+    assert_unpacked(tmp_path / "data", mat_files)
+
+
+def test_complete_part_file_is_accepted_on_416(
+    server: BundleServer, bundle: bytes, mat_files: dict[str, bytes], tmp_path: Path
+) -> None:
+    server.behaviour.files[BUNDLE_NAME] = bundle
+    part = tmp_path / "data" / ".download" / f"{BUNDLE_NAME}.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(bundle)
+
+    fetch_deepsea(
+        server.url(), tmp_path / "data", sha256=hashlib.sha256(bundle).hexdigest(), progress=False
+    )
+
+    assert server.behaviour.range_headers == [f"bytes={len(bundle)}-"]
+    assert_unpacked(tmp_path / "data", mat_files)
+
+
+def test_fetch_restarts_when_server_ignores_range(
+    server: BundleServer, bundle: bytes, mat_files: dict[str, bytes], tmp_path: Path
+) -> None:
+    server.behaviour.files[BUNDLE_NAME] = bundle
+    server.behaviour.ignore_range = True
+    part = tmp_path / "data" / ".download" / f"{BUNDLE_NAME}.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"stale bytes that must not survive")
+
+    fetch_deepsea(
+        server.url(), tmp_path / "data", sha256=hashlib.sha256(bundle).hexdigest(), progress=False
+    )
+
+    assert server.behaviour.range_headers == ["bytes=33-"]
+    assert_unpacked(tmp_path / "data", mat_files)
+
+
+def test_fetch_retries_a_server_error(
+    server: BundleServer, bundle: bytes, mat_files: dict[str, bytes], tmp_path: Path
+) -> None:
+    server.behaviour.files[BUNDLE_NAME] = bundle
+    server.behaviour.fail_first_request_with = 503
+
+    fetch_deepsea(server.url(), tmp_path / "data", progress=False)
+
+    assert len(server.behaviour.range_headers) == 2
+    assert_unpacked(tmp_path / "data", mat_files)
+
+
+def test_fetch_gives_up_when_the_server_is_unreachable(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/{BUNDLE_NAME}"
+
+    with pytest.raises(FetchError, match=rf"{re.escape(url)}: giving up after 2 retries"):
+        fetch_deepsea(url, tmp_path / "data", retries=2, progress=False)
+
+
+def test_checksum_mismatch_names_both_digests_and_leaves_nothing(
+    server: BundleServer, bundle: bytes, tmp_path: Path
+) -> None:
+    server.behaviour.files[BUNDLE_NAME] = bundle
+    wrong = "0" * 64
+    dest = tmp_path / "data"
+
+    with pytest.raises(FetchError) as raised:
+        fetch_deepsea(server.url(), dest, sha256=wrong, progress=False)
+
+    message = str(raised.value)
+    assert f"expected {wrong}" in message
+    assert f"got {hashlib.sha256(bundle).hexdigest()}" in message
+    assert server.url() in message
+    assert list(dest.rglob("*")) == []
+
+
+def test_size_mismatch_is_reported_before_downloading(
+    server: BundleServer, bundle: bytes, tmp_path: Path
+) -> None:
+    server.behaviour.files[BUNDLE_NAME] = bundle
+
+    with pytest.raises(FetchError, match=rf"size mismatch: expected 10 bytes.*{len(bundle)}"):
+        fetch_deepsea(server.url(), tmp_path / "data", expected_size=10, progress=False)
+
+
+def test_http_404_names_the_url(server: BundleServer, tmp_path: Path) -> None:
+    url = server.url("missing.tar.gz")
+
+    with pytest.raises(FetchError, match=rf"^{re.escape(url)}: HTTP 404"):
+        fetch_deepsea(url, tmp_path / "data", progress=False)
+    assert list((tmp_path / "data").rglob("*")) == []
+
+
+def test_archive_without_test_mat_is_rejected(
+    server: BundleServer, mat_files: dict[str, bytes], tmp_path: Path
+) -> None:
+    files = {f"deepsea_train/{n}": d for n, d in mat_files.items() if n != "test.mat"}
+    server.behaviour.files[BUNDLE_NAME] = build_tarball(files)
+
+    with pytest.raises(FetchError, match=r"lacks test\.mat"):
+        fetch_deepsea(server.url(), tmp_path / "data", progress=False)
+    assert list((tmp_path / "data").rglob("*")) == []
+
+
+def test_files_at_the_archive_root_are_accepted(
+    server: BundleServer, mat_files: dict[str, bytes], tmp_path: Path
+) -> None:
+    server.behaviour.files[BUNDLE_NAME] = build_tarball(mat_files)
+
+    fetch_deepsea(server.url(), tmp_path / "data", progress=False)
+
+    assert_unpacked(tmp_path / "data", mat_files)
+
+
+@pytest.mark.parametrize(
+    ("files", "symlinks", "unsafe_name"),
+    [
+        ({"../evil": b"x"}, {}, "../evil"),
+        ({"/tmp/evil": b"x"}, {}, "/tmp/evil"),
+        ({}, {"deepsea_train/evil": "../../evil"}, "deepsea_train/evil"),
+    ],
+    ids=["parent-path", "absolute-path", "symlink-outside"],
+)
+def test_unsafe_members_are_rejected(
+    server: BundleServer,
+    mat_files: dict[str, bytes],
+    tmp_path: Path,
+    files: dict[str, bytes],
+    symlinks: dict[str, str],
+    unsafe_name: str,
+) -> None:
+    members = {f"deepsea_train/{n}": d for n, d in mat_files.items()} | files
+    server.behaviour.files[BUNDLE_NAME] = build_tarball(members, symlinks)
+    dest = tmp_path / "nested" / "data"
+
+    with pytest.raises(FetchError, match=rf"unsafe member.*{re.escape(unsafe_name)}"):
+        fetch_deepsea(server.url(), dest, progress=False)
+    assert list(dest.rglob("*")) == []
+    assert not (tmp_path / "nested" / "evil").exists()
+
+
+def test_non_gzip_archive_is_rejected(server: BundleServer, tmp_path: Path) -> None:
+    server.behaviour.files[BUNDLE_NAME] = b"<html>not a tarball</html>"
+
+    with pytest.raises(FetchError, match=rf"{BUNDLE_NAME}: not a gzip-compressed tar archive"):
+        fetch_deepsea(server.url(), tmp_path / "data", progress=False)
+
+
+def parse_cli(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_run_prints_dvc_commands(
+    server: BundleServer, bundle: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.behaviour.files[BUNDLE_NAME] = bundle
+    dest = tmp_path / "data"
+
+    status = run(parse_cli("--url", server.url(), "--dest", str(dest), "--no-progress"))
+
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert f"dvc add {dest}\n" in printed
+    assert "dvc push\n" in printed
+    assert f"git add {dest}.dvc {tmp_path / '.gitignore'} && git commit" in printed
+    assert hashlib.sha256(bundle).hexdigest() in printed
+
+
+def test_run_reports_errors_on_one_line(
+    server: BundleServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = server.url("missing.tar.gz")
+
+    status = run(parse_cli("--url", url, "--dest", str(tmp_path / "data"), "--no-progress"))
+
+    assert status == 1
+    assert capsys.readouterr().err == f"error: {url}: HTTP 404 Not Found\n"
+
+
+def test_malformed_checksum_is_rejected_before_any_download(tmp_path: Path) -> None:
+    with pytest.raises(FetchError, match="--md5 'abc' is not 32 hex digits"):
+        fetch_deepsea("http://127.0.0.1:9/x.tar.gz", tmp_path / "data", md5="abc")
+    assert not (tmp_path / "data").exists()
