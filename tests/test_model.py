@@ -7,7 +7,8 @@ from pyjaspar import jaspardb
 
 from danq.config import ConfigError, DropoutConfig, ModelConfig, parse_params
 from danq.dropout import LSTM_DROPOUT, POOL_DROPOUT, dropout_policy
-from danq.model import build_danq, compile_danq, jaspar_filter_weights, jaspar_vertebrate_pfms
+from danq.jaspar import vertebrate_pfms
+from danq.model import build_danq, compile_danq, jaspar_filter_weights
 
 BASELINE = dropout_policy(DropoutConfig(), "baseline")
 RANDOM = dropout_policy(DropoutConfig(), "random_dropout")
@@ -87,7 +88,7 @@ def test_jaspar_init_is_seeded_and_skips_long_motifs():
     np.testing.assert_array_equal(first[0], again[0])
     assert first[2] == again[2] and first[2] != other[2]
     assert all(p.length <= 8 for p in first[2])
-    assert any(len(pfm) > 8 for pfm in jaspar_vertebrate_pfms("JASPAR2024").values())
+    assert any(len(pfm) > 8 for pfm in vertebrate_pfms("JASPAR2024").values())
 
 
 def test_unknown_jaspar_release_names_the_key():

@@ -83,6 +83,12 @@ class ValidateConfig(_Strict):
         5.0, gt=1.0, description="warn when valid/test prevalence differs from train by this factor"
     )
     gc_mean_tolerance: float = Field(0.05, gt=0.0, le=0.5)
+    gc_ks_max: float = Field(
+        0.1, gt=0.0, le=1.0, description="warn above this KS distance of per-sequence GC vs train"
+    )
+    cg_gc_ratio_max: float = Field(
+        1.5, gt=1.0, description="max CG/GC dinucleotide ratio; above it channels look like ACGT"
+    )
     min_positives_train: int = Field(1, ge=1)
     max_leaked_sequences: int = Field(0, ge=0)
 

@@ -8,17 +8,15 @@ vertebrate motifs read offline from pyjaspar.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
 
 import keras
 import numpy as np
 from keras import layers
 
-from danq.config import ConfigError, ModelConfig, TrainConfig
+from danq.config import ModelConfig, TrainConfig
 from danq.dropout import LSTM_DROPOUT, POOL_DROPOUT, DropoutPolicy, RandomRateDropout
-
-ALPHABET = "AGCT"  # one-hot channel order of the DeepSEA data
+from danq.jaspar import vertebrate_pfms
 
 
 @dataclass(frozen=True)
@@ -30,24 +28,6 @@ class MotifFilter:
     reverse_complement: bool
     offset: int
     length: int
-
-
-@lru_cache(maxsize=4)
-def jaspar_vertebrate_pfms(release: str) -> dict[str, np.ndarray]:
-    """JASPAR CORE vertebrate motifs as (length, 4) probability matrices, channels A,G,C,T."""
-    from pyjaspar import jaspar_releases, jaspardb
-
-    if release not in jaspar_releases:
-        raise ConfigError(
-            f"model.jaspar_release: {release!r} is not one of {sorted(jaspar_releases)}"
-        )
-    motifs = jaspardb(release=release).fetch_motifs(collection="CORE", tax_group=["vertebrates"])
-    pfms = {}
-    for motif in motifs:
-        # pyjaspar keys the counts A,C,G,T; the data's channels are A,G,C,T.
-        counts = np.array([motif.counts[base] for base in ALPHABET], dtype=np.float64).T
-        pfms[motif.matrix_id] = counts / counts.sum(axis=1, keepdims=True)
-    return pfms
 
 
 def jaspar_filter_weights(
@@ -69,7 +49,7 @@ def jaspar_filter_weights(
     bias = np.zeros(n_filters, dtype=np.float32)
 
     fitting = {
-        mid: pfm for mid, pfm in jaspar_vertebrate_pfms(release).items() if len(pfm) <= width
+        mid: pfm for mid, pfm in vertebrate_pfms(release).items() if len(pfm) <= width
     }
     motif_ids = sorted(fitting)
     n_motifs = min(n_filters // 4, len(motif_ids))

@@ -19,7 +19,13 @@ def is_remote(uri: str | os.PathLike[str]) -> bool:
 
 
 def _fs(uri: str):
+    import logging
+
     import fsspec
+
+    # gcsfs logs a warning per bucket when no Application Default Credentials exist
+    # (emulator, Workload Identity warm-up); real failures still raise.
+    logging.getLogger("gcsfs").setLevel(logging.ERROR)
 
     return fsspec.filesystem(uri.split("://", 1)[0])
 

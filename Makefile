@@ -1,0 +1,32 @@
+# The two commands of the README: `make run` (the main job on the embedded synthetic data)
+# and `make test`. Each creates .venv when it is missing or older than pyproject.toml.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench clean help
+
+help:
+	@echo "make run    - synthesize data, then dvc repro (validate, prepare, train, evaluate, promote)"
+	@echo "make test   - the test suite"
+	@echo "make lint   - ruff"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/run_main.sh
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+clean:
+	rm -rf build .dvc/tmp

@@ -1,0 +1,192 @@
+"""`danq data prepare`: DeepSEA-format splits to sample-major TFRecord shards.
+
+Each record is one sample as raw bytes, no protobuf: L base codes (1 byte per base, A=0 G=1
+C=2 T=3 N=4) followed by the T labels packed 8 to a byte (numpy.packbits, big bit order).
+Fixed-length records decode in a single vectorised `tf.io.decode_raw` per batch, which is what
+lets the input pipeline outrun the model by a wide margin. The source is read in bounded
+chunks, so peak memory does not depend on the number of samples.
+
+A split's folder holds its shards and a manifest.json written last: readers trust only
+folders with a manifest, and the folder is assembled under a temporary name and renamed into
+place (uploaded, then the manifest, for gs://), so a failure never leaves partial shards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from danq import __version__, storage
+from danq.config import PrepareConfig
+from danq.deepsea import DataError, SplitReader
+from danq.seq import onehot_to_codes
+
+MANIFEST = "manifest.json"
+FORMAT = "danq-raw-v1"
+
+
+@dataclass
+class Manifest:
+    split: str
+    n_samples: int
+    seq_len: int
+    n_targets: int
+    halves: str  # "both": as in the source; "forward": first half only, RC regenerated
+    compression: str
+    shards: list[dict] = field(default_factory=list)  # {"file", "samples"}
+    source: str = ""
+    format: str = FORMAT
+    label_bytes: int = 0
+    danq_version: str = __version__
+
+    @property
+    def record_bytes(self) -> int:
+        return self.seq_len + self.label_bytes
+
+    @property
+    def n_source_samples(self) -> int:
+        """Samples the shards stand for, counting regenerated reverse complements."""
+        return self.n_samples * (2 if self.halves == "forward" else 1)
+
+
+def read_manifest(shard_dir: str) -> Manifest:
+    path = storage.join(shard_dir, MANIFEST)
+    if not storage.exists(path):
+        raise DataError(
+            f"{shard_dir}: no {MANIFEST}; not a prepared shard folder (run `danq data prepare`)"
+        )
+    with storage.open_binary(path) as fh:
+        raw = json.loads(fh.read())
+    if raw.get("format") != FORMAT:
+        raise DataError(f"{path}: format {raw.get('format')!r}, expected {FORMAT!r}")
+    return Manifest(**raw)
+
+
+def encode_records(x: np.ndarray, y: np.ndarray, where: str) -> np.ndarray:
+    """One-hot x (n, L, 4) and labels y (n, T) to fixed-length records (n, L + ceil(T/8))."""
+    codes, invalid = onehot_to_codes(x)
+    if invalid.any():  # the reader already rejects these; guard the format anyway
+        raise DataError(f"{where}: invalid one-hot positions")
+    return np.concatenate([codes, np.packbits(y, axis=1)], axis=1)
+
+
+def _write_shards(
+    reader: SplitReader, cfg: PrepareConfig, work: Path, n_samples: int, progress: bool
+) -> list[dict]:
+    import tensorflow as tf
+
+    options = tf.io.TFRecordOptions(compression_type="GZIP" if cfg.compression == "gzip" else "")
+    n_shards = max(1, -(-n_samples // cfg.shard_size))
+    shards = []
+    started = time.monotonic()
+    for shard in range(n_shards):
+        lo, hi = shard * cfg.shard_size, min((shard + 1) * cfg.shard_size, n_samples)
+        name = f"{reader.split}-{shard:05d}-of-{n_shards:05d}.tfrecord"
+        with tf.io.TFRecordWriter(str(work / name), options) as writer:
+            for start, x, y in reader.iter_chunks(cfg.chunk_size, lo, hi):
+                records = encode_records(x, y, f"{reader.name} samples {start}-")
+                for record in records:
+                    writer.write(record.tobytes())
+        shards.append({"file": name, "samples": hi - lo})
+        if progress:
+            rate = hi / max(time.monotonic() - started, 1e-9)
+            print(f"  {reader.name}: {hi}/{n_samples} samples ({rate:,.0f}/s)", flush=True)
+    return shards
+
+
+def prepare_split(
+    source: str, out_dir: str, cfg: PrepareConfig, split: str | None = None, progress: bool = True
+) -> Manifest:
+    """Convert one .mat split into shards under out_dir (local path or gs:// URI)."""
+    with SplitReader(source, split) as reader:
+        if cfg.halves == "forward":
+            if reader.n % 2:
+                raise DataError(
+                    f"{reader.name}: {reader.n} samples cannot split into forward and "
+                    "reverse-complement halves (prepare.halves: forward needs an even count)"
+                )
+            n_samples = reader.n // 2
+        else:
+            n_samples = reader.n
+        manifest = Manifest(
+            split=reader.split,
+            n_samples=n_samples,
+            seq_len=reader.seq_len,
+            n_targets=int(reader.n_targets),
+            halves=cfg.halves,
+            compression=cfg.compression,
+            source=str(source),
+            label_bytes=-(-int(reader.n_targets) // 8),
+        )
+        remote = storage.is_remote(out_dir)
+        parent = None if remote else Path(out_dir).resolve().parent
+        if parent is not None:
+            parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".prepare-", dir=parent))
+        try:
+            manifest.shards = _write_shards(reader, cfg, work, n_samples, progress)
+            (work / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2) + "\n")
+            _publish(work, out_dir)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return manifest
+
+
+def _publish(work: Path, out_dir: str) -> None:
+    """Move a finished shard folder into place, replacing an older one."""
+    if storage.is_remote(out_dir):
+        storage.remove_tree(out_dir)
+        for path in sorted(work.iterdir()):
+            if path.name != MANIFEST:
+                storage.upload(path, storage.join(out_dir, path.name))
+        storage.upload(work / MANIFEST, storage.join(out_dir, MANIFEST))  # commit marker
+        return
+    target = Path(out_dir)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(work, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def prepare_dataset(
+    data_dir: str, out_dir: str, cfg: PrepareConfig, splits=("train", "valid", "test"),
+    progress: bool = True,
+) -> dict[str, Manifest]:
+    """Prepare every split of a DeepSEA-format folder into out_dir/<split>/.
+
+    Locally all requested splits are converted in one temporary folder before any of them
+    replaces its older version, so a bad split leaves no shards behind; splits not
+    requested are left as they are.
+    """
+    def convert(root: str) -> dict[str, Manifest]:
+        return {
+            split: prepare_split(
+                storage.join(data_dir, f"{split}.mat"), storage.join(root, split), cfg, split,
+                progress,
+            )
+            for split in splits
+        }
+
+    if storage.is_remote(out_dir):
+        return convert(out_dir)
+    target = Path(out_dir).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".prepare-", dir=target.parent))
+    try:
+        manifests = convert(str(work))
+        target.mkdir(exist_ok=True)
+        for split in splits:  # every split converted before any is replaced
+            _publish(work / split, str(target / split))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return manifests

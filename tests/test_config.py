@@ -1,0 +1,77 @@
+"""params.yaml parsing: typed values, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from danq.config import MODEL_PRESETS, ConfigError, load_params
+
+from .conftest import REPO
+
+
+def test_repository_params_parse_with_the_small_preset() -> None:
+    params = load_params(REPO / "params.yaml")
+    assert params.model.preset == "small"
+    assert params.train.batch_size == 100
+    assert params.train.learning_rate == pytest.approx(1e-3)
+    assert params.dropout.baseline.pool == 0.2 and params.dropout.baseline.lstm == 0.5
+    assert (params.dropout.random_dropout.pool.low, params.dropout.random_dropout.pool.high) == (
+        0.1, 0.3)
+    assert (params.dropout.random_dropout.lstm.low, params.dropout.random_dropout.lstm.high) == (
+        0.4, 0.6)
+
+
+def test_presets_fill_fields_and_explicit_fields_win(tmp_path: Path) -> None:
+    params = load_params(tmp_path / "missing.yaml", ["model.preset=danq"])
+    assert params.model.conv_filters == MODEL_PRESETS["danq"]["conv_filters"] == 320
+    params = load_params(tmp_path / "missing.yaml", ["model.preset=danq", "model.lstm_units=7"])
+    assert params.model.lstm_units == 7 and params.model.dense_units == 925
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "words"),
+    [
+        ("model.conv_filters=0", "model.conv_filters", "greater than 0"),
+        ("model.kernel=3", "model.kernel", "unknown key"),
+        ("dropout.baseline.pool=-0.1", "dropout.baseline.pool", "greater than or equal"),
+        ("dropout.baseline.lstm=1.0", "dropout.baseline.lstm", "less than 1"),
+        ("dropout.random_dropout.pool={low: 0.3, high: 0.1}", "dropout.random_dropout.pool",
+         "must not exceed"),
+        ("dropout.random_dropout.redraw=hourly", "dropout.random_dropout.redraw", "run"),
+        ("train.batch_size=0", "train.batch_size", "greater than 0"),
+        ("validate.max_n_share=2", "validate.max_n_share", "less than or equal"),
+        ("prepare.halves=reverse", "prepare.halves", "both"),
+        ("bogus=1", "bogus", "unknown key"),
+    ],
+)
+def test_bad_settings_fail_naming_the_key(
+    tmp_path: Path, override: str, key: str, words: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_params(REPO / "params.yaml", [override])
+    assert f"{key}:" in str(err.value) and words in str(err.value)
+
+
+def test_pool_larger_than_the_sequence_names_the_key() -> None:
+    params = load_params(REPO / "params.yaml", ["model.pool_size=2000"])
+    with pytest.raises(ConfigError, match="model.pool_size"):
+        params.model.check_fits(1000)
+
+
+def test_invalid_yaml_and_bad_override_syntax(tmp_path: Path) -> None:
+    bad = tmp_path / "params.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_params(REPO / "params.yaml", ["train.batch_size"])
+
+
+def test_tracking_uri_falls_back_to_env_then_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
+    params = load_params(REPO / "params.yaml")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert params.mlflow.resolved_tracking_uri() == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert params.mlflow.resolved_tracking_uri() == "http://127.0.0.1:5000"
