@@ -29,6 +29,7 @@ def tiny_shards(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     from danq.shards import prepare_dataset
 
     out = tmp_path_factory.mktemp("tiny_shards")
-    prepare_dataset(str(tiny_data), str(out), PrepareConfig(shard_size=70, chunk_size=33),
-                    progress=False)
+    prepare_dataset(
+        str(tiny_data), str(out), PrepareConfig(shard_size=70, chunk_size=33), progress=False
+    )
     return out

@@ -25,7 +25,8 @@ def gcs_emulator(bucket: str) -> Iterator[str]:
     exe = Path(sys.executable).with_name("gcp-storage-emulator")
     proc = subprocess.Popen(
         [str(exe), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     host = f"http://127.0.0.1:{port}"
     previous = os.environ.get("STORAGE_EMULATOR_HOST")

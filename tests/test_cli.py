@@ -51,8 +51,13 @@ def test_synth_info_prepare_from_the_command_line(tmp_path: Path) -> None:
     )
 
     def danq(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "danq.cli", "--params", str(params), *args],
-                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        return subprocess.run(
+            [sys.executable, "-m", "danq.cli", "--params", str(params), *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
 
     synth = danq("data", "synth")
     assert synth.returncode == 0, synth.stderr

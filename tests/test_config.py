@@ -18,9 +18,13 @@ def test_repository_params_parse_with_the_small_preset() -> None:
     assert params.train.learning_rate == pytest.approx(1e-3)
     assert params.dropout.baseline.pool == 0.2 and params.dropout.baseline.lstm == 0.5
     assert (params.dropout.random_dropout.pool.low, params.dropout.random_dropout.pool.high) == (
-        0.1, 0.3)
+        0.1,
+        0.3,
+    )
     assert (params.dropout.random_dropout.lstm.low, params.dropout.random_dropout.lstm.high) == (
-        0.4, 0.6)
+        0.4,
+        0.6,
+    )
 
 
 def test_presets_fill_fields_and_explicit_fields_win(tmp_path: Path) -> None:
@@ -37,8 +41,11 @@ def test_presets_fill_fields_and_explicit_fields_win(tmp_path: Path) -> None:
         ("model.kernel=3", "model.kernel", "unknown key"),
         ("dropout.baseline.pool=-0.1", "dropout.baseline.pool", "greater than or equal"),
         ("dropout.baseline.lstm=1.0", "dropout.baseline.lstm", "less than 1"),
-        ("dropout.random_dropout.pool={low: 0.3, high: 0.1}", "dropout.random_dropout.pool",
-         "must not exceed"),
+        (
+            "dropout.random_dropout.pool={low: 0.3, high: 0.1}",
+            "dropout.random_dropout.pool",
+            "must not exceed",
+        ),
         ("dropout.random_dropout.redraw=hourly", "dropout.random_dropout.redraw", "run"),
         ("train.batch_size=0", "train.batch_size", "greater than 0"),
         ("validate.max_n_share=2", "validate.max_n_share", "less than or equal"),

@@ -187,8 +187,9 @@ def test_sample_counts_disagree(tmp_path: Path) -> None:
 
 def test_float_array_is_rejected(tmp_path: Path) -> None:
     x, y = random_split()
-    scipy.io.savemat(tmp_path / "valid.mat", {"validxdata": x.transpose(0, 2, 1).astype(float),
-                                              "validdata": y})
+    scipy.io.savemat(
+        tmp_path / "valid.mat", {"validxdata": x.transpose(0, 2, 1).astype(float), "validdata": y}
+    )
     expect_error(tmp_path / "valid.mat", "validxdata", "float64", "uint8")
 
 
@@ -203,8 +204,13 @@ def test_two_bases_at_one_position(tmp_path: Path) -> None:
     x, y = random_split()
     x[17, 5] = [1, 1, 0, 0]
     write_split(tmp_path / "test.mat", "test", x, y)
-    expect_error(tmp_path / "test.mat", "testxdata", "two or more bases",
-                 "first: sample 17, position 5", read=True)
+    expect_error(
+        tmp_path / "test.mat",
+        "testxdata",
+        "two or more bases",
+        "first: sample 17, position 5",
+        read=True,
+    )
 
 
 def test_truncated_hdf5(tmp_path: Path) -> None:

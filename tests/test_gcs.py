@@ -26,12 +26,20 @@ def test_prepare_from_gs_to_gs_and_stream_back(bucket, tiny_data: Path, tmp_path
     monkeypatch.setenv("DANQ_CACHE_DIR", str(tmp_path / "cache"))
     for name in ("train.mat", "valid.mat", "test.mat"):
         storage.upload(tiny_data / name, f"gs://danq-data/raw/{name}")
-    manifests = prepare_dataset("gs://danq-data/raw", "gs://danq-data/shards", PrepareConfig(
-        shard_size=100), splits=("train", "test"), progress=False)
+    manifests = prepare_dataset(
+        "gs://danq-data/raw",
+        "gs://danq-data/shards",
+        PrepareConfig(shard_size=100),
+        splits=("train", "test"),
+        progress=False,
+    )
     assert manifests["train"].n_samples == 240
     assert storage.listdir("gs://danq-data/shards/train") == [
-        "manifest.json", "train-00000-of-00003.tfrecord", "train-00001-of-00003.tfrecord",
-        "train-00002-of-00003.tfrecord"]
+        "manifest.json",
+        "train-00000-of-00003.tfrecord",
+        "train-00001-of-00003.tfrecord",
+        "train-00002-of-00003.tfrecord",
+    ]
     assert read_manifest("gs://danq-data/shards/train").source == "gs://danq-data/raw/train.mat"
     with open_split(tiny_data / "train.mat") as reader:
         x, y = reader.read(0, reader.n)

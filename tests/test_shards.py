@@ -14,7 +14,7 @@ from danq.config import PrepareConfig
 from danq.dataset import make_dataset, steps_per_epoch
 from danq.deepsea import DataError, open_split, write_split
 from danq.seq import onehot_to_codes, reverse_complement_codes
-from danq.shards import read_manifest, prepare_dataset, prepare_split
+from danq.shards import prepare_dataset, prepare_split, read_manifest
 
 from .conftest import REPO
 
@@ -42,8 +42,9 @@ def test_shards_stream_back_the_source_in_order(tiny_data, tiny_shards, split) -
 
 def test_forward_only_shards_regenerate_the_reverse_complement_half(tiny_data, tmp_path) -> None:
     cfg = PrepareConfig(halves="forward", compression="gzip", shard_size=50)
-    manifest = prepare_split(str(tiny_data / "train.mat"), str(tmp_path / "train"), cfg,
-                             progress=False)
+    manifest = prepare_split(
+        str(tiny_data / "train.mat"), str(tmp_path / "train"), cfg, progress=False
+    )
     assert manifest.n_samples == 120 and manifest.n_source_samples == 240
     x, y = source(tiny_data, "train")
     got_x, got_y = collect(make_dataset(str(tmp_path / "train"), batch_size=25))
@@ -55,10 +56,12 @@ def test_shuffled_epochs_are_permutations_and_reproducible(tiny_data, tiny_shard
     x, _ = source(tiny_data, "train")
     codes = onehot_to_codes(x)[0]
     shard_dir = str(tiny_shards / "train")
-    first, _ = collect(make_dataset(shard_dir, 16, shuffle=True, shuffle_buffer=50, seed=9,
-                                    codes_only=True))
-    again, _ = collect(make_dataset(shard_dir, 16, shuffle=True, shuffle_buffer=50, seed=9,
-                                    codes_only=True))
+    first, _ = collect(
+        make_dataset(shard_dir, 16, shuffle=True, shuffle_buffer=50, seed=9, codes_only=True)
+    )
+    again, _ = collect(
+        make_dataset(shard_dir, 16, shuffle=True, shuffle_buffer=50, seed=9, codes_only=True)
+    )
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, codes)
     assert sorted(map(bytes, first)) == sorted(map(bytes, codes))
@@ -78,8 +81,7 @@ def test_a_resumed_epoch_range_sees_the_same_batches(tiny_shards) -> None:
 def test_reverse_complement_augmentation(tiny_data, tiny_shards) -> None:
     x, _ = source(tiny_data, "valid")
     codes = onehot_to_codes(x)[0]
-    got, _ = collect(make_dataset(str(tiny_shards / "valid"), 16, rc_augment=True,
-                                  codes_only=True))
+    got, _ = collect(make_dataset(str(tiny_shards / "valid"), 16, rc_augment=True, codes_only=True))
     is_forward = (got == codes).all(axis=1)
     is_rc = (got == reverse_complement_codes(codes)).all(axis=1)
     assert (is_forward | is_rc).all()
@@ -97,7 +99,10 @@ def test_prepare_output_replaces_an_older_folder(tiny_data, tmp_path) -> None:
 def danq(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "danq.cli", "--params", str(REPO / "params.yaml"), *args],
-        cwd=cwd, capture_output=True, text=True, timeout=300,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -145,8 +150,18 @@ def corrupt_copies(tiny_data: Path, root: Path) -> dict[str, tuple[Path, str]]:
 def test_bad_inputs_fail_clearly_and_leave_no_partial_shards(tiny_data, tmp_path) -> None:
     for name, (data_dir, words) in corrupt_copies(tiny_data, tmp_path / "bad").items():
         out = tmp_path / f"out_{name}"
-        result = danq("data", "prepare", "--data", str(data_dir), "--out", str(out),
-                      "--splits", "train", "--quiet", cwd=tmp_path)
+        result = danq(
+            "data",
+            "prepare",
+            "--data",
+            str(data_dir),
+            "--out",
+            str(out),
+            "--splits",
+            "train",
+            "--quiet",
+            cwd=tmp_path,
+        )
         assert result.returncode == 1, (name, result.stderr)
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith("error: ") and words in last, (name, last)
@@ -158,8 +173,12 @@ def test_forward_halves_need_an_even_count(tmp_path) -> None:
     x = np.zeros((3, 20, 4), dtype=np.uint8)
     write_split(tmp_path / "test.mat", "test", x, np.zeros((3, 2), dtype=np.uint8))
     with pytest.raises(DataError, match="even count"):
-        prepare_split(str(tmp_path / "test.mat"), str(tmp_path / "out"),
-                      PrepareConfig(halves="forward"), progress=False)
+        prepare_split(
+            str(tmp_path / "test.mat"),
+            str(tmp_path / "out"),
+            PrepareConfig(halves="forward"),
+            progress=False,
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -172,7 +191,8 @@ def test_preparing_one_split_keeps_the_others(tiny_data, tmp_path) -> None:
     out = tmp_path / "shards"
     prepare_dataset(str(tiny_data), str(out), PrepareConfig(), progress=False)
     before = read_manifest(str(out / "valid"))
-    prepare_dataset(str(tiny_data), str(out), PrepareConfig(shard_size=100), ("train",),
-                    progress=False)
+    prepare_dataset(
+        str(tiny_data), str(out), PrepareConfig(shard_size=100), ("train",), progress=False
+    )
     assert read_manifest(str(out / "valid")) == before
     assert len(read_manifest(str(out / "train")).shards) == 3

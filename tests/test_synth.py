@@ -63,7 +63,14 @@ def test_metadata_records_the_grammar(tiny_data: Path) -> None:
     rules = grammar(len(meta["motifs"]))
     assert len(meta["targets"]) == len(rules)
     assert set(meta["categories"]) == {
-        "single", "central", "pair", "order", "count", "logic", "noise"}
+        "single",
+        "central",
+        "pair",
+        "order",
+        "count",
+        "logic",
+        "noise",
+    }
     ctcf = meta["targets"][0]
     assert ctcf["name"] == "single:CTCF" and ctcf["motifs"] == ["MA0139.1"]
     assert json.loads((tiny_data / "metadata.json").read_text()) == meta
@@ -85,7 +92,7 @@ def test_labels_carry_real_motif_signal(tmp_path: Path) -> None:
     out = write_dataset(tmp_path, cfg, seed=11)
     with open_split(out / "train.mat") as reader:
         x, y = reader.read(0, 300)
-    (_, _, ctcf_pfm), = motifs_by_id(["MA0139.1"], cfg.jaspar_release)
+    ((_, _, ctcf_pfm),) = motifs_by_id(["MA0139.1"], cfg.jaspar_release)
     scores = best_match_score(x, ctcf_pfm)
     positives, negatives = scores[y[:, 0] == 1], scores[y[:, 0] == 0]
     # Every CTCF-positive sequence holds a strong CTCF site; negatives rarely do.
@@ -101,8 +108,11 @@ def test_grammar_targets_are_not_just_motif_presence(tmp_path: Path) -> None:
         _, y = reader.read(0, 400)
     # Decoys: sequences with both motifs of a pair rule but too far apart are negative.
     pair = next(t for t in meta["targets"] if t["category"] == "pair")
-    single_a = next(t for t in meta["targets"]
-                    if t["category"] == "single" and t["motifs"] == pair["motifs"][:1])
+    single_a = next(
+        t
+        for t in meta["targets"]
+        if t["category"] == "single" and t["motifs"] == pair["motifs"][:1]
+    )
     assert 0.05 < y[:, pair["index"]].mean() < y[:, single_a["index"]].mean()
     noise = meta["categories"]["noise"]
     assert all(0.02 < y[:, t].mean() < 0.25 for t in noise)

@@ -13,7 +13,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from danq import __version__, storage
 from danq.config import ConfigError, Params, load_params
@@ -91,12 +90,16 @@ def cmd_info(args: argparse.Namespace, params: Params) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    print(f"{'split':6} {'file':10} {'container':19} {'samples':>9} {'bp':>5} {'targets':>7} "
-          f"{'GC':>6} {'prev.':>6} {'no pos.':>7}")
+    print(
+        f"{'split':6} {'file':10} {'container':19} {'samples':>9} {'bp':>5} {'targets':>7} "
+        f"{'GC':>6} {'prev.':>6} {'no pos.':>7}"
+    )
     for split, s in summary.items():
-        print(f"{split:6} {s['file']:10} {s['container']:19} {s['samples']:>9} "
-              f"{s['seq_len']:>5} {s['targets']:>7} {s['gc_content']:>6.3f} "
-              f"{s['mean_prevalence']:>6.3f} {s['targets_without_positives']:>7}")
+        print(
+            f"{split:6} {s['file']:10} {s['container']:19} {s['samples']:>9} "
+            f"{s['seq_len']:>5} {s['targets']:>7} {s['gc_content']:>6.3f} "
+            f"{s['mean_prevalence']:>6.3f} {s['targets_without_positives']:>7}"
+        )
     metadata = read_metadata(data)
     if metadata:
         counts = {c: len(t) for c, t in metadata["categories"].items()}
@@ -116,6 +119,62 @@ def _add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
     fetch.add_arguments(parser)
 
 
+def cmd_evaluate(args: argparse.Namespace, params: Params) -> int:
+    _quiet_tensorflow()
+    from danq.evaluate import evaluate_variant
+
+    work = params.work_dir
+    for variant in args.variants:
+        metrics = evaluate_variant(
+            params,
+            variant,
+            model_dir=storage.join(args.models or storage.join(work, "models"), variant),
+            shard_dir=args.shards or storage.join(work, "shards", "test"),
+            out_dir=storage.join(args.out or storage.join(work, "eval"), variant),
+            data_dir=args.data or params.data_dir,
+        )
+        overall = metrics["overall"]
+        print(
+            f"{variant}: test macro AUROC {overall['auroc']:.4f}, macro AUPR "
+            f"{overall['aupr']:.4f} over {overall['n_scoreable']} targets "
+            f"({overall['n_skipped']} without positives skipped), {metrics['n_test']} sequences"
+        )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, params: Params) -> int:
+    from danq.report import build_report, comparison_table
+
+    work = params.work_dir
+    out = args.out or storage.join(work, "report")
+    comparison = build_report(
+        params,
+        args.variants,
+        models_dir=args.models or storage.join(work, "models"),
+        eval_dir=args.eval or storage.join(work, "eval"),
+        out_dir=out,
+    )
+    print("\n".join(comparison_table(comparison)))
+    print(f"report: {out}/comparison.md and comparison.html")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace, params: Params) -> int:
+    _quiet_tensorflow()
+    from danq import predict
+
+    return predict.run(args, params)
+
+
+def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    from danq import predict
+
+    predict.add_arguments(parser)
+
+
+VARIANTS = ("baseline", "random_dropout")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="danq",
@@ -127,7 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--params", default="params.yaml", help="configuration file (default: params.yaml)"
     )
     parser.add_argument(
-        "-S", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "-S",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a setting, e.g. -S train.max_epochs=3 (repeatable)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -136,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
 
     synth = data_commands.add_parser(
-        "synth", help="write the synthetic DeepSEA-format benchmark (train/valid/test.mat)",
+        "synth",
+        help="write the synthetic DeepSEA-format benchmark (train/valid/test.mat)",
         description="Plant JASPAR motifs into random DNA following a regulatory grammar and "
         "write train.mat, valid.mat, test.mat and metadata.json in the DeepSEA layout.",
     )
@@ -144,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(handler=cmd_synth)
 
     prepare = data_commands.add_parser(
-        "prepare", help="convert .mat splits to TFRecord shards (bounded memory)",
+        "prepare",
+        help="convert .mat splits to TFRecord shards (bounded memory)",
         description="Stream each split in chunks into fixed-length TFRecord shards "
         "(1 byte per base, packed labels) with a manifest.json; local or gs:// paths.",
     )
@@ -164,16 +230,50 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(handler=cmd_info)
 
     fetch = data_commands.add_parser(
-        "fetch-deepsea", help="download and unpack the DeepSEA training bundle (resumable)",
+        "fetch-deepsea",
+        help="download and unpack the DeepSEA training bundle (resumable)",
         description="Download deepsea_train_bundle.v0.9.tar.gz with resume and checksum "
         "checks, unpack train/valid/test.mat, and print the DVC commands to version them.",
     )
     _add_fetch_arguments(fetch)
     fetch.set_defaults(handler=cmd_fetch)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score trained variants on the test split (RC-averaged AUROC/AUPR)",
+        description="Predict the test split with each variant's best model, averaging every "
+        "sequence with its reverse complement; write metrics.json, per_target.tsv, curves and "
+        "predictions under <work_dir>/eval/<variant>/ and log test metrics to MLflow.",
+    )
+    evaluate.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    evaluate.add_argument("--models", help="trained models folder (default: <work_dir>/models)")
+    evaluate.add_argument("--shards", help="test shard folder (default: <work_dir>/shards/test)")
+    evaluate.add_argument("--data", help="data folder for target names (default: paths.data_dir)")
+    evaluate.add_argument("--out", help="output folder (default: <work_dir>/eval)")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    report = commands.add_parser(
+        "report", help="compare the variants: tables, plots, bootstrap CI, HTML report"
+    )
+    report.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    report.add_argument("--models", help="trained models folder (default: <work_dir>/models)")
+    report.add_argument("--eval", help="evaluation folder (default: <work_dir>/eval)")
+    report.add_argument("--out", help="output folder (default: <work_dir>/report)")
+    report.set_defaults(handler=cmd_report)
+
+    predict = commands.add_parser(
+        "predict",
+        help="score FASTA or DeepSEA-format HDF5 sequences with a model",
+        description="Score sequences with the champion (or any model URI), averaging each "
+        "window with its reverse complement; writes a TSV of sequence x target.",
+    )
+    _add_predict_arguments(predict)
+    predict.set_defaults(handler=cmd_predict)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    _quiet_tensorflow()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

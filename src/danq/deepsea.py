@@ -131,7 +131,9 @@ class _Mat5File:
                 try:
                     element = zlib.decompress(self._read_at(pos + 8, nbytes))
                 except zlib.error as err:
-                    raise DataError(f"{label}: corrupt compressed variable at byte {pos}: {err}")
+                    raise DataError(
+                        f"{label}: corrupt compressed variable at byte {pos}: {err}"
+                    ) from None
                 inner_type, inner_bytes = struct.unpack(self.order + "II", element[:8])
                 if inner_type == _MI_MATRIX:
                     var = self._parse_matrix(io.BytesIO(element), 8, inner_bytes, keep=element)
@@ -270,7 +272,9 @@ class SplitReader:
             try:
                 self._h5 = h5py.File(self._file, "r")
             except OSError as err:
-                raise DataError(f"{self.name}: unreadable HDF5 file (truncated or corrupt): {err}")
+                raise DataError(
+                    f"{self.name}: unreadable HDF5 file (truncated or corrupt): {err}"
+                ) from None
             keys = sorted(self._h5.keys())
             self._x = self._h5_dataset(self.x_name, keys)
             self._y = self._h5_dataset(self.y_name, keys) if self.y_name in keys else None

@@ -159,7 +159,10 @@ def _publish(work: Path, out_dir: str) -> None:
 
 
 def prepare_dataset(
-    data_dir: str, out_dir: str, cfg: PrepareConfig, splits=("train", "valid", "test"),
+    data_dir: str,
+    out_dir: str,
+    cfg: PrepareConfig,
+    splits=("train", "valid", "test"),
     progress: bool = True,
 ) -> dict[str, Manifest]:
     """Prepare every split of a DeepSEA-format folder into out_dir/<split>/.
@@ -168,10 +171,14 @@ def prepare_dataset(
     replaces its older version, so a bad split leaves no shards behind; splits not
     requested are left as they are.
     """
+
     def convert(root: str) -> dict[str, Manifest]:
         return {
             split: prepare_split(
-                storage.join(data_dir, f"{split}.mat"), storage.join(root, split), cfg, split,
+                storage.join(data_dir, f"{split}.mat"),
+                storage.join(root, split),
+                cfg,
+                split,
                 progress,
             )
             for split in splits

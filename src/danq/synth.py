@@ -287,8 +287,10 @@ class TargetInfo:
     max_distance: int
 
 
-def write_dataset(out_dir: str | os.PathLike[str], cfg: SynthConfig, seed: int) -> Path:
-    """Write train.mat, valid.mat, test.mat and metadata.json into out_dir."""
+def write_dataset(
+    out_dir: str | os.PathLike[str], cfg: SynthConfig, seed: int, splits=SPLITS
+) -> Path:
+    """Write train.mat, valid.mat, test.mat (or only `splits`) and metadata.json into out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     motifs = motifs_by_id(list(cfg.motifs), cfg.jaspar_release)
@@ -298,7 +300,7 @@ def write_dataset(out_dir: str | os.PathLike[str], cfg: SynthConfig, seed: int) 
     rules = grammar(len(motifs))
     sizes = {"train": cfg.n_train, "valid": cfg.n_valid, "test": cfg.n_test}
     prevalence = {}
-    for split in SPLITS:
+    for split in splits:
         positives = _write_split(out / f"{split}.mat", split, sizes[split], cfg, pfms, rules, seed)
         prevalence[split] = [round(float(p) / sizes[split], 6) for p in positives]
     targets = [
@@ -323,7 +325,7 @@ def write_dataset(out_dir: str | os.PathLike[str], cfg: SynthConfig, seed: int) 
         "seq_len": cfg.seq_len,
         "channels": "AGCT",
         "halves": "forward sequences first, reverse complements second, same order",
-        "samples": {split: 2 * n for split, n in sizes.items()},
+        "samples": {split: 2 * sizes[split] for split in splits},
         "jaspar_release": cfg.jaspar_release,
         "motifs": [{"id": i, "name": n, "length": len(p)} for i, n, p in motifs],
         "targets": targets,

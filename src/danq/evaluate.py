@@ -1,0 +1,209 @@
+"""`danq evaluate`: test-set scoring with the DeepSEA protocol.
+
+Each test sequence is scored together with its reverse complement and the two predictions
+are averaged (DeepSEA, DanQ). Per-target ROC AUC and average precision come from
+danq.metrics (exact, vectorised); targets without positives are reported as skipped.
+Outputs per variant, under build/eval/<variant>/: metrics.json (for `dvc metrics`),
+per_target.tsv, predictions.npz (for the promotion gate's paired bootstrap), and ROC / PR
+curve points for a few named targets (for `dvc plots` and MLflow).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from danq import storage
+from danq.config import Params
+from danq.metrics import deepsea_categories, per_target_auroc_aupr, summarise
+from danq.shards import read_manifest
+from danq.synth import read_metadata
+
+
+def predict_split(model, shard_dir: str, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (n, T) uint8 and RC-averaged scores (n, T) float32 for the n forward sequences.
+
+    The shards stream the forward half first and the reverse-complement half second, in the
+    same order (stored, or regenerated for "forward" shards), so sample i and i + n pair up.
+    """
+    from danq.dataset import make_dataset
+
+    manifest = read_manifest(shard_dir)
+    total = manifest.n_source_samples
+    if total % 2:
+        raise ValueError(f"{shard_dir}: {total} samples cannot pair forward with reverse halves")
+    scores = np.empty((total, manifest.n_targets), dtype=np.float32)
+    labels = np.empty((total, manifest.n_targets), dtype=np.uint8)
+    at = 0
+    for x, y in make_dataset(shard_dir, batch_size):
+        n = len(y)
+        scores[at : at + n] = model.predict_on_batch(x)
+        labels[at : at + n] = y.numpy()
+        at += n
+    half = total // 2
+    return labels[:half], (scores[:half] + scores[half:]) / 2
+
+
+def load_model(model_uri: str):
+    """A Keras model from a local .keras file or any MLflow model URI."""
+    import keras
+
+    import danq.dropout  # noqa: F401 - registers RandomRateDropout for deserialisation
+
+    if model_uri.endswith(".keras") and os.path.exists(model_uri):
+        return keras.models.load_model(model_uri, compile=False)
+    import mlflow.keras
+
+    return mlflow.keras.load_model(model_uri)
+
+
+def predict_uri(model_uri: str, shard_dir: str, batch_size: int) -> np.ndarray:
+    """RC-averaged test scores of the model at model_uri (e.g. the current champion)."""
+    return predict_split(load_model(model_uri), shard_dir, batch_size)[1]
+
+
+def target_table(n_targets: int, data_dir: str | None) -> tuple[list[str], dict[str, list[int]]]:
+    """Target names and categories: synthetic metadata, DeepSEA's ranges, or one group."""
+    metadata = read_metadata(data_dir) if data_dir else None
+    if metadata and len(metadata["targets"]) == n_targets:
+        return [t["name"] for t in metadata["targets"]], metadata["categories"]
+    categories = deepsea_categories(n_targets) or {"all": list(range(n_targets))}
+    return [f"target_{i}" for i in range(n_targets)], categories
+
+
+def curve_points(y_true: np.ndarray, y_score: np.ndarray) -> dict[str, np.ndarray]:
+    """ROC and precision-recall curve points of one target over distinct thresholds."""
+    order = np.argsort(-y_score, kind="mergesort")
+    y, s = y_true[order].astype(np.float64), y_score[order]
+    last_of_tie = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    tp = np.cumsum(y)[last_of_tie]
+    fp = (last_of_tie + 1) - tp
+    positives, negatives = max(tp[-1], 1), max(fp[-1], 1)
+    return {
+        "fpr": np.r_[0.0, fp / negatives],
+        "tpr": np.r_[0.0, tp / positives],
+        "recall": np.r_[0.0, tp / positives],
+        "precision": np.r_[1.0, tp / (tp + fp)],
+    }
+
+
+def curve_targets(names: list[str], categories: dict[str, list[int]], auroc, count: int):
+    """A few scoreable targets to plot: the first of each category, then by index."""
+    chosen: list[int] = []
+    for members in categories.values():
+        scoreable = [t for t in members if not np.isnan(auroc[t])]
+        if scoreable and len(chosen) < count:
+            chosen.append(scoreable[0])
+    for t in range(len(names)):
+        if len(chosen) >= count:
+            break
+        if t not in chosen and not np.isnan(auroc[t]):
+            chosen.append(t)
+    return sorted(chosen)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def evaluate_variant(
+    params: Params,
+    variant: str,
+    model_dir: str,
+    shard_dir: str,
+    out_dir: str,
+    data_dir: str | None,
+) -> dict:
+    """Score one trained variant on the test shards and write its evaluation outputs."""
+    model_path = storage.join(model_dir, "model.keras")
+    run_info = json.loads(Path(model_dir, "run.json").read_text())
+    model = load_model(model_path)
+    y_true, y_score = predict_split(model, shard_dir, params.evaluate.batch_size)
+    auroc, aupr = per_target_auroc_aupr(y_true, y_score)
+    names, categories = target_table(y_true.shape[1], data_dir)
+    summary = summarise(auroc, aupr, categories)
+    metrics = {
+        "variant": variant,
+        "model_uri": run_info.get("model_uri"),
+        "mlflow_run_id": run_info.get("run_id"),
+        "n_test": int(len(y_true)),
+        "n_targets": int(y_true.shape[1]),
+        "overall": {
+            k: summary[k] for k in ("auroc", "aupr", "n_scoreable", "n_skipped", "skipped")
+        },
+        "categories": summary["categories"],
+        "data_md5": run_info.get("data_md5"),
+        "git_commit": run_info.get("git_commit"),
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / ".predictions.tmp.npz", y_true=y_true, y_score=y_score)
+    os.replace(out / ".predictions.tmp.npz", out / "predictions.npz")
+    positives = y_true.sum(axis=0)
+    rows = ["index\tname\tcategory\tpositives\tauroc\taupr"]
+    category_of = {t: c for c, members in categories.items() for t in members}
+    for t, name in enumerate(names):
+        rows.append(
+            f"{t}\t{name}\t{category_of.get(t, '')}\t{positives[t]}\t{auroc[t]:.6f}\t{aupr[t]:.6f}"
+        )
+    _write_atomic(out / "per_target.tsv", "\n".join(rows) + "\n")
+    curves = []
+    for t in curve_targets(names, categories, auroc, params.evaluate.curve_targets):
+        points = curve_points(y_true[:, t], y_score[:, t])
+        for fpr, tpr, rec, prec in zip(
+            points["fpr"], points["tpr"], points["recall"], points["precision"]
+        ):
+            curves.append(
+                {
+                    "target": names[t],
+                    "fpr": round(float(fpr), 5),
+                    "tpr": round(float(tpr), 5),
+                    "recall": round(float(rec), 5),
+                    "precision": round(float(prec), 5),
+                }
+            )
+    _write_atomic(out / "curves.json", json.dumps(curves) + "\n")
+    _write_atomic(out / "metrics.json", json.dumps(json_safe(metrics), indent=2) + "\n")
+    _log_to_mlflow(params, metrics, out)
+    return metrics
+
+
+def json_safe(value):
+    """Numpy scalars to Python, NaN (an unscoreable target's metric) to null."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _log_to_mlflow(params: Params, metrics: dict, out: Path) -> None:
+    """Test metrics and evaluation files on the variant's training run."""
+    if not metrics.get("mlflow_run_id"):
+        return
+    import mlflow
+
+    mlflow.set_tracking_uri(params.mlflow.resolved_tracking_uri())
+    client = mlflow.MlflowClient()
+    run_id = metrics["mlflow_run_id"]
+    values = {
+        "test_macro_auroc": metrics["overall"]["auroc"],
+        "test_macro_aupr": metrics["overall"]["aupr"],
+    }
+    for category, summary in metrics["categories"].items():
+        values[f"test_macro_auroc_{category}"] = summary["auroc"]
+        values[f"test_macro_aupr_{category}"] = summary["aupr"]
+    for key, value in values.items():
+        if value is not None and not np.isnan(value):  # an empty category has no mean
+            client.log_metric(run_id, key, float(value))
+    for name in ("metrics.json", "per_target.tsv", "curves.json"):
+        client.log_artifact(run_id, str(out / name), artifact_path="evaluation")
