@@ -1,0 +1,359 @@
+"""The MLflow model registry: candidate versions, the `champion` alias, promotion and rollback.
+
+No stages: one registered model holds every evaluated candidate as a version, and two aliases
+say which one serves. `champion` is the blessed version in use; `previous-champion` is the one
+it replaced.
+
+Rollback swaps the two: champion <- previous-champion and previous-champion <- the version
+that was champion, so a second rollback undoes the first. It is an error when there is no
+previous-champion.
+
+Alias moves are all-or-nothing: the aliases are read first, `champion` is always written last,
+and on any failure every alias touched is put back as it was read. Every MLflow call retries
+on connection errors a bounded number of times, then fails with one line naming the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import requests
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.environment_variables import (
+    MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+    MLFLOW_HTTP_REQUEST_BACKOFF_JITTER,
+    MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+    MLFLOW_HTTP_REQUEST_TIMEOUT,
+)
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from danq.config import Params
+
+CHAMPION = "champion"
+PREVIOUS_CHAMPION = "previous-champion"
+HTTP_TIMEOUT_S = 10
+BACKOFF_S = 0.5
+
+T = TypeVar("T")
+
+
+class RegistryUnavailable(RuntimeError):
+    """The tracking server did not answer within the bounded retries."""
+
+
+class AliasMoveError(RuntimeError):
+    """Moving the aliases failed; the message says whether they were restored."""
+
+
+@contextmanager
+def fail_fast_http(timeout_s: int = HTTP_TIMEOUT_S) -> Iterator[None]:
+    """Within this scope MLflow's HTTP client makes one attempt per call, with a short timeout.
+
+    By default it retries 7 times with exponential backoff (minutes); the retry loop of
+    RetryingClient replaces that with a bound of its own.
+    """
+    settings = {
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES.name: "0",
+        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.name: "0",
+        MLFLOW_HTTP_REQUEST_BACKOFF_JITTER.name: "0",
+        MLFLOW_HTTP_REQUEST_TIMEOUT.name: str(timeout_s),
+    }
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+_TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.RetryError)
+
+
+def _connection_error(exc: BaseException) -> BaseException | None:
+    """The requests error behind exc (MLflow wraps it without `from`), if exc is one."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, _TRANSIENT):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    """The innermost reason of a connection error, e.g. '... [Errno 111] Connection refused'."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    text = " ".join(str(reason or exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+class RetryingClient:
+    """An MlflowClient whose every method retries on connection errors, then fails clearly.
+
+    Attempts are max_retries + 1 with backoff 0.5 s, 1 s, 2 s, ... between them; other errors
+    (a missing model, a refused request) are raised at once. `client` replaces the
+    MlflowClient, e.g. a wrapper that injects failures in tests.
+    """
+
+    def __init__(self, tracking_uri: str, max_retries: int, client: Any | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.max_retries = max_retries
+        self.raw = client if client is not None else MlflowClient(tracking_uri, tracking_uri)
+
+    def retrying(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """fn(*args, **kwargs) under fail_fast_http, retried on connection errors."""
+        attempts = self.max_retries + 1
+        attempt = 0
+        while True:
+            try:
+                with fail_fast_http():
+                    return fn(*args, **kwargs)
+            except Exception as exc:
+                cause = _connection_error(exc)
+                if cause is None:
+                    raise
+                attempt += 1
+                if attempt == attempts:
+                    raise RegistryUnavailable(
+                        f"MLflow tracking server at {self.tracking_uri} unreachable after "
+                        f"{attempts} attempts: {_one_line(cause)}"
+                    ) from exc
+                time.sleep(BACKOFF_S * 2 ** (attempt - 1))
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.raw, name)
+        if not callable(method):
+            return method
+
+        @functools.wraps(method)
+        def with_retries(*args: Any, **kwargs: Any) -> Any:
+            return self.retrying(method, *args, **kwargs)
+
+        return with_retries
+
+
+def connect(params: Params) -> RetryingClient:
+    """A retrying client for params.mlflow's tracking server (also the registry)."""
+    return RetryingClient(params.mlflow.resolved_tracking_uri(), params.promote.max_retries)
+
+
+def version_uri(name: str, version: str) -> str:
+    return f"models:/{name}/{version}"
+
+
+def _not_found(err: MlflowException) -> bool:
+    return err.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def aliases(client: RetryingClient, name: str) -> dict[str, str]:
+    """Alias -> version of the registered model; empty when the model does not exist yet."""
+    try:
+        return dict(client.get_registered_model(name).aliases)
+    except MlflowException as err:
+        if _not_found(err):
+            return {}
+        raise
+
+
+def current_champion(client: RetryingClient, name: str) -> ModelVersion | None:
+    """The version the `champion` alias points at, or None (no model or no champion yet)."""
+    version = aliases(client, name).get(CHAMPION)
+    return client.get_model_version(name, version) if version else None
+
+
+def _logged_model_source(raw: Any, model_uri: str) -> tuple[str, str, str]:
+    """(source, run_id, model_id) of a runs:/<run_id>/<name> or models:/<model_id> URI.
+
+    MLflow 3 stores a model logged with log_model(name=...) as a logged model, not as run
+    artifacts, so a runs:/ URI is resolved to that logged model.
+    """
+    if model_uri.startswith("runs:/"):
+        run_id, _, artifact_name = model_uri.removeprefix("runs:/").partition("/")
+        run = raw.get_run(run_id)
+        found = raw.search_logged_models(
+            experiment_ids=[run.info.experiment_id],
+            filter_string=f"name = '{artifact_name}' AND source_run_id = '{run_id}'",
+        )
+        if not found:
+            raise MlflowException(f"{model_uri}: run {run_id} logged no model {artifact_name!r}")
+        logged = max(found, key=lambda m: m.creation_timestamp)
+    elif model_uri.startswith("models:/m-"):
+        logged = raw.get_logged_model(model_uri.removeprefix("models:/"))
+    else:
+        raise MlflowException(f"{model_uri}: expected runs:/<run_id>/<name> or models:/<model_id>")
+    return f"models:/{logged.model_id}", logged.source_run_id, logged.model_id
+
+
+def register_candidate(
+    client: RetryingClient, name: str, model_uri: str, tags: dict[str, str]
+) -> str:
+    """Register model_uri as a version of `name` with tags; return the version.
+
+    Registering the same logged model again reuses its version and updates the tags, so a
+    rerun of promotion (e.g. after a failure) adds no duplicates. The lookup and the create
+    retry together, so a create whose answer was lost is found on the next attempt.
+    """
+
+    def find_or_create() -> str:
+        raw = client.raw
+        try:
+            raw.create_registered_model(name)
+        except MlflowException as err:
+            if err.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                raise
+        source, run_id, model_id = _logged_model_source(raw, model_uri)
+        existing = [
+            v
+            for v in raw.search_model_versions(f"name = '{name}' AND run_id = '{run_id}'")
+            if v.source == source
+        ]
+        if not existing:
+            created = raw.create_model_version(
+                name, source, run_id=run_id, tags=tags, model_id=model_id, await_creation_for=0
+            )
+            return created.version
+        version = max(existing, key=lambda v: int(v.version)).version
+        for key, value in tags.items():
+            raw.set_model_version_tag(name, version, key, value)
+        return version
+
+    return client.retrying(find_or_create)
+
+
+def _apply_alias_moves(
+    client: RetryingClient,
+    name: str,
+    before: dict[str, str],
+    moves: list[tuple[str, str | None]],
+) -> dict[str, str]:
+    """Set (or, for None, delete) aliases in order; on failure restore those touched."""
+    try:
+        for alias, version in moves:
+            if version is not None:
+                client.set_registered_model_alias(name, alias, version)
+            elif alias in before:
+                client.delete_registered_model_alias(name, alias)
+    except Exception as err:
+        touched = [alias for alias, _ in moves]
+        try:
+            now = aliases(client, name)
+            for alias in touched:
+                if before.get(alias) == now.get(alias):
+                    continue
+                if alias in before:
+                    client.set_registered_model_alias(name, alias, before[alias])
+                else:
+                    client.delete_registered_model_alias(name, alias)
+        except Exception as restore_err:
+            raise AliasMoveError(
+                f"moving aliases of {name!r} failed ({err}) and restoring them failed too "
+                f"({restore_err}); they were {before}"
+            ) from err
+        raise AliasMoveError(
+            f"moving aliases of {name!r} failed, aliases left as they were {before}: {err}"
+        ) from err
+    return aliases(client, name)
+
+
+def promote(client: RetryingClient, name: str, version: str) -> dict[str, str]:
+    """champion <- version, previous-champion <- the old champion; returns the new aliases.
+
+    A no-op when version already is the champion.
+    """
+    before = aliases(client, name)
+    old = before.get(CHAMPION)
+    if old == version:
+        return before
+    moves: list[tuple[str, str | None]] = [(PREVIOUS_CHAMPION, old)] if old else []
+    return _apply_alias_moves(client, name, before, [*moves, (CHAMPION, version)])
+
+
+def rollback(client: RetryingClient, name: str) -> dict[str, str]:
+    """Swap champion and previous-champion (see the module docstring); returns the aliases."""
+    before = aliases(client, name)
+    previous = before.get(PREVIOUS_CHAMPION)
+    if previous is None:
+        raise AliasMoveError(
+            f"registered model {name!r} has no {PREVIOUS_CHAMPION} to roll back to"
+        )
+    moves = [(PREVIOUS_CHAMPION, before.get(CHAMPION)), (CHAMPION, previous)]
+    return _apply_alias_moves(client, name, before, moves)
+
+
+def _add_model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="registered model (default: mlflow.registered_model)")
+
+
+def add_rollback_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_model_argument(parser)
+
+
+def add_show_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_model_argument(parser)
+
+
+def run_rollback(args: argparse.Namespace, params: Params) -> int:
+    """`danq registry rollback`: move champion back to previous-champion."""
+    client = connect(params)
+    name = args.model or params.mlflow.registered_model
+    try:
+        before = aliases(client, name)
+        after = rollback(client, name)
+    except (RegistryUnavailable, AliasMoveError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(
+        f"{name}: champion {before.get(CHAMPION)} -> {after.get(CHAMPION)}, "
+        f"{PREVIOUS_CHAMPION} -> {after.get(PREVIOUS_CHAMPION)}"
+    )
+    return 0
+
+
+def _format_tag(tags: dict[str, str], key: str, width: int) -> str:
+    return f"{tags.get(key, '-'):<{width}}"
+
+
+def run_show(args: argparse.Namespace, params: Params) -> int:
+    """`danq registry show`: versions with their aliases and tags."""
+    client = connect(params)
+    name = args.model or params.mlflow.registered_model
+    try:
+        by_alias = aliases(client, name)
+        versions = client.search_model_versions(f"name = '{name}'")
+    except RegistryUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"registered model {name!r} at {client.tracking_uri}: {len(versions)} versions")
+    if not versions:
+        return 0
+    print("aliases: " + (", ".join(f"{a} -> {v}" for a, v in sorted(by_alias.items())) or "none"))
+    alias_of: dict[str, list[str]] = {}
+    for alias, version in by_alias.items():
+        alias_of.setdefault(version, []).append(alias)
+    print(
+        f"{'version':>7}  {'variant':16} {'AUROC':7} {'AUPR':7} {'blessed':8} {'data.md5':10} "
+        f"{'git':9} {'run_id':32}  aliases"
+    )
+    for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        tags = v.tags
+        print(
+            f"{v.version:>7}  {_format_tag(tags, 'danq.variant', 16)} "
+            f"{_format_tag(tags, 'metric.auroc', 7)[:7]} {_format_tag(tags, 'metric.aupr', 7)[:7]} "
+            f"{_format_tag(tags, 'danq.blessed', 8)} {tags.get('data.md5', '-')[:10]:10} "
+            f"{tags.get('git.commit', '-')[:9]:9} {v.run_id or '-':32}  "
+            f"{', '.join(sorted(alias_of.get(v.version, [])))}"
+        )
+    return 0

@@ -1,0 +1,284 @@
+"""The blessing decision on constructed cases: floors, paired bootstrap vs champion, regressions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from danq.config import PromoteConfig
+from danq.promote import (
+    CandidateError,
+    CandidateEval,
+    ChampionEval,
+    array_md5,
+    decide,
+    load_candidates,
+)
+
+N_ROWS, N_TARGETS = 2000, 10
+CFG = PromoteConfig(bootstrap_samples=200)
+
+
+@pytest.fixture(scope="module")
+def task() -> tuple[np.ndarray, np.ndarray]:
+    """Labels from a latent signal; a model's scores are that signal plus noise."""
+    rng = np.random.default_rng(0)
+    latent = rng.normal(size=(N_ROWS, N_TARGETS))
+    labels = (latent + 0.5 * rng.normal(size=latent.shape) > 0.8).astype(np.uint8)
+    return labels, latent
+
+
+def scores(latent: np.ndarray, noise: float, seed: int) -> np.ndarray:
+    """Less noise, better model."""
+    rng = np.random.default_rng(seed)
+    return (latent + noise * rng.normal(size=latent.shape)).astype(np.float32)
+
+
+def candidate(variant: str, y_score: np.ndarray) -> CandidateEval:
+    return CandidateEval(variant, f"runs:/{variant}-run/model", y_score, run_id=f"{variant}-run")
+
+
+@pytest.fixture(scope="module")
+def champion(task) -> ChampionEval:
+    return ChampionEval(
+        "3",
+        "models:/danq/3",
+        scores(task[1], 1.0, seed=1),
+        tags={"danq.variant": "baseline", "data.md5": "abc"},
+    )
+
+
+def test_better_candidate_is_blessed_and_promoted(task, champion):
+    labels, latent = task
+    blessing = decide(
+        labels, [candidate("random_dropout", scores(latent, 0.6, 2))], champion, CFG, seed=7
+    )
+    verdict = blessing.verdict("random_dropout")
+    assert verdict.blessed and verdict.floors_passed
+    assert verdict.vs_champion.ci_low > 0 and verdict.vs_champion.regressed == []
+    assert (blessing.decision, blessing.chosen) == ("promote", "random_dropout")
+    assert verdict.reason.startswith("random_dropout: macro AUPR 0.715 vs champion 0.580, +0.13")
+    assert "(95% CI +0.1" in verdict.reason
+    assert verdict.reason.endswith(
+        "0 of 10 targets regressed by more than 0.01 (cap 20%) -> blessed"
+    )
+    assert blessing.reason == (
+        "random_dropout promoted: best macro AUPR 0.715 of 1 blessed "
+        "candidate(s); replaces version 3"
+    )
+
+
+def test_worse_candidate_keeps_the_champion(task, champion):
+    labels, latent = task
+    blessing = decide(labels, [candidate("baseline", scores(latent, 1.5, 3))], champion, CFG)
+    verdict = blessing.verdict("baseline")
+    assert verdict.floors_passed and not verdict.blessed
+    assert verdict.vs_champion.ci_high < 0
+    assert "worse than the champion (CI below zero)" in verdict.reason
+    assert (blessing.decision, blessing.chosen) == ("keep", None)
+    assert blessing.reason == "no candidate blessed; champion version 3 stays"
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.05])
+def test_tied_or_insignificant_difference_is_not_blessed(task, champion, jitter):
+    labels, _ = task
+    rng = np.random.default_rng(4)
+    tied = (champion.y_score + jitter * rng.normal(size=champion.y_score.shape)).astype(np.float32)
+    blessing = decide(labels, [candidate("baseline", tied)], champion, CFG)
+    verdict = blessing.verdict("baseline")
+    assert verdict.vs_champion.ci_low <= 0 <= verdict.vs_champion.ci_high
+    assert not verdict.blessed and "the CI includes zero" in verdict.reason
+    assert blessing.decision == "keep"
+
+
+def test_floor_failure_is_not_blessed_nor_compared(task, champion):
+    labels, _ = task
+    noise = np.random.default_rng(5).random(labels.shape).astype(np.float32)
+    blessing = decide(labels, [candidate("baseline", noise)], champion, CFG)
+    verdict = blessing.verdict("baseline")
+    assert not verdict.floors_passed and not verdict.blessed
+    assert verdict.vs_champion is None
+    assert "floor 0.600" in verdict.reason and "below a floor" in verdict.reason
+
+
+def test_too_many_regressed_targets_is_not_blessed(task, champion):
+    """Much better on 7 targets, worse on 3: the macro CI excludes zero but 30% > cap 20%."""
+    labels, latent = task
+    mixed = np.hstack([scores(latent, 0.3, 5)[:, :7], scores(latent, 1.8, 6)[:, 7:]])
+    blessing = decide(labels, [candidate("random_dropout", mixed)], champion, CFG)
+    verdict = blessing.verdict("random_dropout")
+    assert verdict.vs_champion.ci_low > 0
+    assert verdict.vs_champion.regressed == [7, 8, 9]
+    assert verdict.vs_champion.regressed_fraction == pytest.approx(0.3)
+    assert not verdict.blessed
+    assert "3 of 10 targets regressed by more than 0.01 (cap 20%)" in verdict.reason
+    assert verdict.reason.endswith("not blessed: too many targets regressed")
+    loose = decide(
+        labels,
+        [candidate("random_dropout", mixed)],
+        champion,
+        CFG.model_copy(update={"max_regressed_fraction": 0.3}),
+    )
+    assert loose.verdict("random_dropout").blessed
+
+
+def test_without_champion_floors_alone_decide(task):
+    labels, latent = task
+    weak = scores(latent, 1.5, 3)  # far worse than any champion above, but over the floors
+    noise = np.random.default_rng(5).random(labels.shape).astype(np.float32)
+    blessing = decide(
+        labels, [candidate("baseline", noise), candidate("random_dropout", weak)], None, CFG
+    )
+    assert [v.blessed for v in blessing.candidates] == [False, True]
+    assert blessing.verdict("random_dropout").vs_champion is None
+    assert blessing.verdict("random_dropout").reason.endswith("no champion yet -> blessed")
+    assert (blessing.decision, blessing.chosen, blessing.champion) == (
+        "promote",
+        "random_dropout",
+        None,
+    )
+    assert blessing.reason.endswith("first champion")
+
+
+def test_best_of_two_blessed_is_chosen_and_candidates_are_compared(task, champion):
+    labels, latent = task
+    good, best = scores(latent, 0.6, 2), scores(latent, 0.3, 8)
+    blessing = decide(
+        labels,
+        [candidate("baseline", best), candidate("random_dropout", good)],
+        champion,
+        CFG,
+        seed=11,
+    )
+    assert all(v.blessed for v in blessing.candidates)
+    assert blessing.chosen == "baseline"
+    [comparison] = blessing.comparisons
+    assert (comparison["a"], comparison["b"], comparison["metric"]) == (
+        "baseline",
+        "random_dropout",
+        "aupr",
+    )
+    assert comparison["ci_high"] < 0  # random_dropout - baseline: worse here
+    again = decide(
+        labels,
+        [candidate("baseline", best), candidate("random_dropout", good)],
+        champion,
+        CFG,
+        seed=11,
+    )
+    assert again.comparisons == blessing.comparisons  # seeded
+
+
+def test_floors_and_metric_follow_the_config(task):
+    labels, latent = task
+    cfg = PromoteConfig(bootstrap_samples=50, metric="auroc", min_macro_auroc=0.95)
+    blessing = decide(labels, [candidate("baseline", scores(latent, 0.6, 2))], None, cfg)
+    assert not blessing.verdict("baseline").floors_passed
+    assert blessing.thresholds["min_macro_auroc"] == 0.95
+    assert blessing.thresholds["metric"] == "auroc"
+
+
+def test_blessing_document_schema(task, champion):
+    labels, latent = task
+    blessing = decide(labels, [candidate("baseline", scores(latent, 0.6, 2))], champion, CFG)
+    document = json.loads(json.dumps(blessing.to_dict()))
+    assert set(document) == {
+        "decision",
+        "chosen",
+        "reason",
+        "metric",
+        "test",
+        "candidates",
+        "champion",
+        "comparisons",
+        "thresholds",
+        "seed",
+        "created_at",
+        "registry",
+    }
+    assert document["test"] == {
+        "n": N_ROWS,
+        "n_targets": N_TARGETS,
+        "labels_md5": array_md5(labels),
+    }
+    [entry] = document["candidates"]
+    assert set(entry) == {
+        "variant",
+        "model_uri",
+        "run_id",
+        "data_md5",
+        "git_commit",
+        "predictions_md5",
+        "metrics",
+        "floors_passed",
+        "vs_champion",
+        "blessed",
+        "reason",
+        "registered_version",
+    }
+    assert set(entry["vs_champion"]) == {
+        "metric",
+        "delta",
+        "ci_low",
+        "ci_high",
+        "n_boot",
+        "n_rows",
+        "regressed",
+        "n_compared",
+        "regressed_fraction",
+    }
+    assert document["champion"]["version"] == "3"
+    assert document["champion"]["data_md5"] == "abc"
+    assert document["champion"]["predictions_md5"] == array_md5(champion.y_score)
+    assert set(document["thresholds"]) == {
+        "min_macro_auroc",
+        "min_macro_aupr",
+        "bootstrap_samples",
+        "confidence",
+        "regression_tolerance",
+        "max_regressed_fraction",
+        "metric",
+        "bootstrap_max_rows",
+    }
+
+
+def test_score_shape_mismatch_is_refused(task, champion):
+    labels, latent = task
+    with pytest.raises(CandidateError, match="champion version 3: scores of shape"):
+        decide(labels[:, :5], [candidate("baseline", scores(latent, 0.6, 2)[:, :5])], champion, CFG)
+
+
+def write_eval(folder: Path, variant: str, labels: np.ndarray, y_score: np.ndarray) -> None:
+    (folder / variant).mkdir(parents=True)
+    (folder / variant / "metrics.json").write_text(
+        json.dumps(
+            {
+                "variant": variant,
+                "model_uri": f"runs:/{variant}-run/model",
+                "mlflow_run_id": f"{variant}-run",
+                "data_md5": "d5",
+                "git_commit": "c0ffee",
+            }
+        )
+    )
+    np.savez_compressed(folder / variant / "predictions.npz", y_true=labels, y_score=y_score)
+
+
+def test_load_candidates_reads_eval_outputs_and_checks_the_split(task, tmp_path):
+    labels, latent = task
+    write_eval(tmp_path, "baseline", labels, scores(latent, 1.0, 1))
+    write_eval(tmp_path, "random_dropout", labels, scores(latent, 0.6, 2))
+    y_true, candidates = load_candidates(tmp_path, ["baseline", "random_dropout"])
+    np.testing.assert_array_equal(y_true, labels)
+    assert [(c.variant, c.run_id, c.git_commit) for c in candidates] == [
+        ("baseline", "baseline-run", "c0ffee"),
+        ("random_dropout", "random_dropout-run", "c0ffee"),
+    ]
+    write_eval(tmp_path, "other", labels[::-1], scores(latent, 0.6, 2))
+    with pytest.raises(CandidateError, match="other was evaluated on other test labels"):
+        load_candidates(tmp_path, ["baseline", "other"])
+    with pytest.raises(CandidateError, match="missing.*unreadable"):
+        load_candidates(tmp_path, ["missing"])
