@@ -207,6 +207,9 @@ class PromoteConfig(_Strict):
     regression_tolerance: float = Field(0.01, ge=0.0, le=1.0)
     max_regressed_fraction: float = Field(0.2, ge=0.0, le=1.0)
     metric: Literal["auroc", "aupr"] = "aupr"
+    bootstrap_max_rows: int | None = Field(
+        20_000, ge=100, description="rows the bootstrap subsamples to (None: all test rows)"
+    )
     max_retries: int = Field(3, ge=0)
 
 
