@@ -119,6 +119,12 @@ def _add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
     fetch.add_arguments(parser)
 
 
+def cmd_validate(args: argparse.Namespace, params: Params) -> int:
+    from danq import validate
+
+    return validate.run(args, params)
+
+
 def cmd_evaluate(args: argparse.Namespace, params: Params) -> int:
     _quiet_tensorflow()
     from danq.evaluate import evaluate_variant
@@ -255,6 +261,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_fetch_arguments(fetch)
     fetch.set_defaults(handler=cmd_fetch)
+
+    from danq import validate as validate_module
+
+    validate = commands.add_parser(
+        "validate",
+        help="the data gate: structural checks + Great Expectations suite",
+        description="Stream train/valid/test.mat in bounded chunks, check layout, one-hot "
+        "validity, labels, reverse-complement halves, drift, GC and leakage with a Great "
+        "Expectations suite; write report.json and Data Docs; exit 1 if a blocking check fails.",
+    )
+    validate_module.add_arguments(validate)
+    validate.set_defaults(handler=cmd_validate)
 
     evaluate = commands.add_parser(
         "evaluate",

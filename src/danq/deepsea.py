@@ -221,6 +221,23 @@ class _Mat5File:
         return np.ascontiguousarray(arr.transpose(tuple(range(arr.ndim - 1, -1, -1))))
 
 
+def _staged_copy(uri: str) -> Path:
+    """A local copy of a remote file in DANQ_CACHE_DIR, reused while size and etag match."""
+    import hashlib
+    import json
+
+    info = storage.info(uri)
+    key = hashlib.sha256(json.dumps([uri, info], sort_keys=True, default=str).encode())
+    cache = Path(os.environ.get("DANQ_CACHE_DIR", Path.home() / ".cache" / "danq")) / "raw"
+    local = cache / f"{key.hexdigest()[:16]}-{uri.rsplit('/', 1)[-1]}"
+    if not local.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = local.with_name(f".{local.name}.{os.getpid()}.part")
+        storage.download(uri, partial)
+        os.replace(partial, local)
+    return local
+
+
 def _fileno(f: IO[bytes]) -> int | None:
     try:
         return f.fileno()
@@ -256,6 +273,12 @@ class SplitReader:
         if not storage.exists(self.path):
             raise DataError(f"{self.path}: file not found")
         self._file = storage.open_binary(self.path)
+        if storage.is_remote(self.path) and _detect_container(self._file.read(4104)) == "mat5":
+            # MATLAB v5 stores arrays column-major: a sample-major chunk is 4 x L small reads,
+            # cheap on disk but one request each on object storage. Stage the file locally.
+            self._file.close()
+            self._file = open(_staged_copy(self.path), "rb")  # noqa: SIM115 - closed in close()
+        self._file.seek(0)
         try:
             self._open(require_labels, seq_len)
         except Exception:
@@ -344,9 +367,10 @@ class SplitReader:
             )
         y_n, t = (y_shape[1], y_shape[0]) if self.layout == "sample_last" else y_shape
         if y_n != self.n:
+            hint = "; axes transposed?" if self.n in tuple(y_shape) else ""
             raise DataError(
                 f"{name}: {self.x_name} has {self.n} samples but {self.y_name} has {y_n} "
-                f"(shape {tuple(y_shape)}, expected {y_expected})"
+                f"(shape {tuple(y_shape)}, expected {y_expected}){hint}"
             )
         self.n_targets = int(t)
         if not np.issubdtype(self.y_dtype, np.integer) and self.y_dtype != np.bool_:

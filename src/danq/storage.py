@@ -26,6 +26,8 @@ def _fs(uri: str):
     # gcsfs logs a warning per bucket when no Application Default Credentials exist
     # (emulator, Workload Identity warm-up); real failures still raise.
     logging.getLogger("gcsfs").setLevel(logging.ERROR)
+    # gcsfs otherwise probes every bucket for hierarchical namespaces (an extra request each).
+    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
     return fsspec.filesystem(uri.split("://", 1)[0])
 
@@ -73,6 +75,12 @@ def remove_tree(uri: str | os.PathLike[str]) -> None:
         shutil.rmtree(uri)
     elif os.path.exists(uri):
         os.remove(uri)
+
+
+def info(uri: str) -> dict:
+    """Size and version fields of a remote object (what identifies its content)."""
+    details = _fs(uri).info(uri)
+    return {k: details.get(k) for k in ("size", "etag", "generation", "md5Hash")}
 
 
 def upload(local: str | os.PathLike[str], uri: str) -> None:

@@ -1,7 +1,7 @@
 """A synthetic DeepSEA-format benchmark with real motifs and a regulatory grammar.
 
 Real JASPAR motifs (read offline from pyjaspar) are planted into random background DNA of
-realistic GC content. Each target follows one rule over the planted motif instances:
+realistic GC content with vertebrate-like CpG depletion. Each target follows one rule over the planted motif instances:
 
 | category | rule | what it takes to learn |
 |---|---|---|
@@ -42,6 +42,7 @@ CENTRAL_BIN = 200
 POSITIVE_RATE = 0.15  # chance per sample of planting a rule's positive arrangement
 DECOY_RATE = 0.15  # chance per sample of planting a near-miss arrangement
 NOISE_PREVALENCE = 0.1
+CPG_DECAY = 0.75  # share of CG dinucleotides mutated away, as in vertebrate genomes
 
 
 @dataclass(frozen=True)
@@ -230,10 +231,21 @@ def generate_chunk(
     """n forward sequences as base codes (n, L) and their labels (n, T)."""
     L = cfg.seq_len
     gc = np.clip(rng.normal(cfg.gc_mean, cfg.gc_sd, size=(n, 1)), 0.2, 0.8)
+    # Draw the background a little GC-richer so that after CpG decay, which turns an expected
+    # CPG_DECAY * (gc/2)**2 of positions from G/C to A/T, the sequence has the target GC.
+    a = CPG_DECAY / 4
+    gc = (1 - np.sqrt(1 - 4 * a * gc)) / (2 * a)
     # Cumulative A, G, C thresholds per sample: A and T share 1-gc, G and C share gc.
     thresholds = np.stack([(1 - gc) / 2, (1 - gc) / 2 + gc / 2, (1 - gc) / 2 + gc], axis=-1)
     draws = rng.random((n, L, 1))
     codes = (draws > thresholds).sum(axis=-1).astype(np.uint8)
+    # CpG depletion: methylated CG decays to TG (or CA on this strand). Real DNA has it, and it
+    # is what tells A,G,C,T channel order from A,C,G,T (the validation gate relies on it).
+    cg = (codes[:, :-1] == 2) & (codes[:, 1:] == 1)
+    decays = cg & (rng.random(cg.shape) < CPG_DECAY)
+    to_tg = decays & (rng.random(cg.shape) < 0.5)
+    codes[:, :-1][to_tg] = 3
+    codes[:, 1:][decays & ~to_tg] = 0
     labels = np.zeros((n, len(rules)), dtype=np.uint8)
     planter = _Planter(pfms, L, rng)
     for i in range(n):

@@ -26,7 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -49,6 +49,13 @@ from danq.deepsea import (
 )
 
 Table = Literal["splits", "targets", "chunks"]
+# Columns naming a row of each table: GE reports failing rows by them, Data Docs show them.
+ROW_KEYS: dict[str, tuple[str, ...]] = {
+    "splits": ("split",),
+    "targets": ("target",),
+    "chunks": ("split", "first_sample"),
+}
+RowKey = tuple[Any, ...]
 REPORT_FILE = "report.json"
 DATA_DOCS_DIR = "data_docs"
 GC_BINS = 100
@@ -85,163 +92,69 @@ class GateExpectation:
 
 
 def gate_suite(cfg: ValidateConfig) -> list[GateExpectation]:
-    """The whole gate, thresholds from params.yaml `validate:`."""
+    """The whole gate in one place; thresholds come from params.yaml `validate:`."""
+    g = GateExpectation
     held_out = ("valid", "test")
+    # fmt: off
     suite = [
-        GateExpectation(
-            "layout",
-            "splits",
-            "layout_error",
-            max_value=0,
-            meaning="the file opens as a DeepSEA split: MATLAB v5 or v7.3 container, x and y "
-            "keys, one-hot with 4 channels, 2-axis labels, uint8, as many labels as sequences",
-        ),
-        GateExpectation(
-            "onehot_values",
-            "splits",
-            "bad_value_samples",
-            max_value=0,
-            meaning="one-hot values are only 0 and 1",
-        ),
-        GateExpectation(
-            "onehot_single_base",
-            "splits",
-            "multi_base_samples",
-            max_value=0,
-            meaning="no position has two or more bases set (all-zero rows are N)",
-        ),
-        GateExpectation(
-            "labels_binary",
-            "splits",
-            "bad_labels",
-            max_value=0,
-            meaning="labels are only 0 and 1",
-        ),
-        GateExpectation(
-            "rc_halves",
-            "splits",
-            "rc_mismatched_pairs",
-            max_value=0,
-            meaning=f"the second half holds the reverse complements (A,G,C,T order) of the first "
-            f"half in the same order ({cfg.rc_pairs_checked} sampled pairs checked)",
-        ),
-        GateExpectation(
-            "rc_labels",
-            "splits",
-            "rc_label_mismatches",
-            max_value=0,
-            meaning="each reverse complement carries the labels of its forward sequence",
-        ),
-        GateExpectation(
-            "same_targets",
-            "splits",
-            "target_count_mismatch",
-            max_value=0,
-            splits=held_out,
-            needs_train=True,
-            meaning="valid.mat and test.mat have as many targets as train.mat",
-        ),
-        GateExpectation(
-            "same_seq_len",
-            "splits",
-            "seq_len_mismatch",
-            max_value=0,
-            splits=held_out,
-            needs_train=True,
-            meaning="valid.mat and test.mat have the sequence length of train.mat",
-        ),
-        GateExpectation(
-            "n_share",
-            "chunks",
-            "n_share",
-            max_value=cfg.max_n_share,
-            meaning=f"at most {cfg.max_n_share:.0%} unknown bases (N) in every chunk of "
-            f"{cfg.chunk_size} samples",
-        ),
-        GateExpectation(
-            "channel_order",
-            "splits",
-            "cg_gc_ratio",
-            max_value=cfg.cg_gc_ratio_max,
-            meaning="channels read as A,G,C,T show genomic CG depletion: CG is at most "
-            f"{cfg.cg_gc_ratio_max}x as frequent as GC (above that the order looks like A,C,G,T)",
-        ),
-        GateExpectation(
-            "train_positives",
-            "targets",
-            "train_positives",
-            min_value=cfg.min_positives_train,
-            splits=("train",),
-            needs_train=True,
-            meaning=f"every target has at least {cfg.min_positives_train} positive(s) in train.mat",
-        ),
+        # Structure, measured with numpy while streaming (one row per split).
+        g("layout", "splits", "layout_error", max_value=0,
+          meaning="the file opens as a DeepSEA split: MATLAB v5 or v7.3 container, x and y "
+          "keys, one-hot with 4 channels, 2-axis labels, uint8, as many labels as sequences"),
+        g("onehot_values", "splits", "bad_value_samples", max_value=0,
+          meaning="one-hot values are only 0 and 1"),
+        g("onehot_single_base", "splits", "multi_base_samples", max_value=0,
+          meaning="no position has two or more bases set (all-zero rows are N)"),
+        g("labels_binary", "splits", "bad_labels", max_value=0,
+          meaning="labels are only 0 and 1"),
+        g("rc_halves", "splits", "rc_mismatched_pairs", max_value=0,
+          meaning="the second half holds the reverse complements (A,G,C,T order) of the first "
+          f"half in the same order ({cfg.rc_pairs_checked} sampled pairs checked)"),
+        g("rc_labels", "splits", "rc_label_mismatches", max_value=0,
+          meaning="each reverse complement carries the labels of its forward sequence"),
+        g("same_targets", "splits", "target_count_mismatch", max_value=0, splits=held_out,
+          needs_train=True, meaning="valid.mat and test.mat have as many targets as train.mat"),
+        g("same_seq_len", "splits", "seq_len_mismatch", max_value=0, splits=held_out,
+          needs_train=True, meaning="valid.mat and test.mat have the sequence length of train.mat"),
+        # Sequence statistics.
+        g("n_share", "chunks", "n_share", max_value=cfg.max_n_share,
+          meaning=f"at most {cfg.max_n_share:.0%} unknown bases (N) in every chunk of "
+          f"{cfg.chunk_size} samples"),
+        g("channel_order", "splits", "cg_gc_ratio", max_value=cfg.cg_gc_ratio_max,
+          meaning="channels read as A,G,C,T show genomic CG depletion: CG at most "
+          f"{cfg.cg_gc_ratio_max}x as frequent as GC (above that the order looks like A,C,G,T)"),
+        g("gc_mean_drift", "splits", "gc_mean_diff", max_value=cfg.gc_mean_tolerance,
+          splits=held_out, needs_train=True,
+          meaning=f"mean GC content within {cfg.gc_mean_tolerance} of train.mat"),
+        g("gc_distribution", "splits", "gc_ks", max_value=cfg.gc_ks_max, blocking=False,
+          splits=held_out, needs_train=True,
+          meaning="per-sequence GC distribution close to train.mat (Kolmogorov-Smirnov "
+          f"distance at most {cfg.gc_ks_max})"),
+        g("leakage", "splits", "leaked_sequences", max_value=cfg.max_leaked_sequences,
+          splits=held_out, needs_train=True,
+          meaning=f"at most {cfg.max_leaked_sequences} forward sequences also appear in "
+          "train.mat, as such or reverse-complemented (hash of the one-hot bytes)"),
+        # Labels (one row per target).
+        g("train_positives", "targets", "train_positives", min_value=cfg.min_positives_train,
+          splits=("train",), needs_train=True,
+          meaning=f"every target has at least {cfg.min_positives_train} positive(s) in train.mat"),
     ]
     for split in held_out:
         suite += [
-            GateExpectation(
-                f"{split}_prevalence_drift",
-                "targets",
-                f"{split}_prevalence_diff",
-                max_value=cfg.prevalence_tolerance,
-                splits=(split,),
-                needs_train=True,
-                meaning=f"every target's prevalence in {split}.mat is within "
-                f"{cfg.prevalence_tolerance} of its prevalence in train.mat",
-            ),
-            GateExpectation(
-                f"{split}_prevalence_ratio",
-                "targets",
-                f"{split}_prevalence_ratio",
-                max_value=cfg.prevalence_ratio_max,
-                blocking=False,
-                splits=(split,),
-                needs_train=True,
-                meaning=f"every target's prevalence in {split}.mat is within a factor "
-                f"{cfg.prevalence_ratio_max} of train.mat (add-one smoothed)",
-            ),
-            GateExpectation(
-                f"{split}_positives",
-                "targets",
-                f"{split}_positives",
-                min_value=1,
-                blocking=False,
-                splits=(split,),
-                needs_train=True,
-                meaning=f"every target has a positive in {split}.mat (else its AUC is undefined)",
-            ),
+            g(f"{split}_prevalence_drift", "targets", f"{split}_prevalence_diff",
+              max_value=cfg.prevalence_tolerance, splits=(split,), needs_train=True,
+              meaning=f"every target's prevalence in {split}.mat is within "
+              f"{cfg.prevalence_tolerance} of its prevalence in train.mat"),
+            g(f"{split}_prevalence_ratio", "targets", f"{split}_prevalence_ratio",
+              max_value=cfg.prevalence_ratio_max, blocking=False, splits=(split,),
+              needs_train=True,
+              meaning=f"every target's prevalence in {split}.mat is within a factor "
+              f"{cfg.prevalence_ratio_max} of train.mat (add-one smoothed)"),
+            g(f"{split}_positives", "targets", f"{split}_positives", min_value=1,
+              blocking=False, splits=(split,), needs_train=True,
+              meaning=f"every target has a positive in {split}.mat (else its AUC is undefined)"),
         ]
-    suite += [
-        GateExpectation(
-            "gc_mean_drift",
-            "splits",
-            "gc_mean_diff",
-            max_value=cfg.gc_mean_tolerance,
-            splits=held_out,
-            needs_train=True,
-            meaning=f"mean GC content within {cfg.gc_mean_tolerance} of train.mat",
-        ),
-        GateExpectation(
-            "gc_distribution",
-            "splits",
-            "gc_ks",
-            max_value=cfg.gc_ks_max,
-            blocking=False,
-            splits=held_out,
-            needs_train=True,
-            meaning="per-sequence GC distribution close to train.mat (Kolmogorov-Smirnov "
-            f"distance at most {cfg.gc_ks_max})",
-        ),
-        GateExpectation(
-            "leakage",
-            "splits",
-            "leaked_sequences",
-            max_value=cfg.max_leaked_sequences,
-            splits=held_out,
-            needs_train=True,
-            meaning=f"at most {cfg.max_leaked_sequences} forward sequences also appear in "
-            "train.mat, as such or reverse-complemented (hash of the one-hot bytes)",
-        ),
-    ]
+    # fmt: on
     return suite
 
 
@@ -516,10 +429,10 @@ class _SplitScan:
                 f"{_listed(self.bad_labels_seen)}; first: {first['labels_binary']})"
             )
         if self.leaked:
+            as_rc = f"; {self.leaked_as_rc} of them reverse-complemented" * bool(self.leaked_as_rc)
             self.problems["leakage"] = (
                 f"{file}: {self.leaked} of {self.n // 2} forward sequences also appear in "
-                f"train.mat ({self.leaked_as_rc} of them reverse-complemented; first: "
-                f"{first['leakage']})"
+                f"train.mat (first: {first['leakage']}{as_rc})"
             )
         for check, text in (
             ("rc_halves", self.rc.problem(file)),
@@ -558,46 +471,54 @@ def _listed(values: set[int]) -> str:
 
 
 def _nan_note(path: str, split: str, chunk_size: int) -> str | None:
-    """Where float arrays hold NaN. The reader refuses float dtypes before reading any value,
-    so this looks inside the container itself, chunk by chunk along the sample axis."""
-    name = path.rsplit("/", 1)[-1]
+    """Which float arrays hold NaN, and where. The reader refuses float dtypes before reading
+    any value, so this looks inside the container itself, chunk by chunk."""
     notes = []
+    keys = (x_key(split), y_key(split))
     with storage.open_binary(path) as fh:
-        container = _detect_container(fh.read(4104))
+        hdf5 = _detect_container(fh.read(4104)) == "hdf5"
         fh.seek(0)
-        if container == "hdf5":
-            h5 = h5py.File(fh, "r")
-            arrays = {key: h5[key] for key in (x_key(split), y_key(split)) if key in h5}
-            sample_last = split == "train"
+        if hdf5:
+            with h5py.File(fh, "r") as h5:
+                for key in keys:
+                    if key in h5 and h5[key].dtype.kind == "f":
+                        sample_last = split == "train"  # as the bundle stores train.mat
+                        notes.append(_nan_text(key, _h5_blocks(h5[key], sample_last, chunk_size)))
         else:
-            mat = _Mat5File(fh, name)
-            arrays = {key: mat.vars[key] for key in (x_key(split), y_key(split)) if key in mat.vars}
-            sample_last = False
-        for key, array in arrays.items():
-            dtype = array.dtype if container == "hdf5" else array.class_dtype
-            if dtype.kind != "f":
-                continue
-            n = array.shape[-1] if sample_last else array.shape[0]
-            nan_samples, first = 0, None
-            for lo in range(0, n, chunk_size):
-                hi = min(lo + chunk_size, n)
-                if container == "hdf5":
-                    block = array[..., lo:hi] if sample_last else array[lo:hi]
-                else:
-                    block = mat.read_rows(array, lo, hi)
-                per_sample = np.isnan(np.moveaxis(block, -1 if sample_last else 0, 0))
-                per_sample = per_sample.reshape(hi - lo, -1).any(axis=1)
-                nan_samples += int(per_sample.sum())
-                if first is None and per_sample.any():
-                    first = lo + int(np.flatnonzero(per_sample)[0])
-            if nan_samples:
-                notes.append(
-                    f"{key} is stored as {dtype.name} and holds NaN in {nan_samples} of {n} "
-                    f"samples (first: sample {first})"
-                )
-        if container == "hdf5":
-            h5.close()
-    return "; ".join(notes) or None
+            mat = _Mat5File(fh, path.rsplit("/", 1)[-1])
+            for key in keys:
+                var = mat.vars.get(key)
+                if var is not None and var.class_dtype.kind == "f":
+                    n = var.shape[0]
+                    blocks = (
+                        (lo, mat.read_rows(var, lo, min(lo + chunk_size, n)))
+                        for lo in range(0, n, chunk_size)
+                    )
+                    notes.append(_nan_text(key, blocks))
+    return "; ".join(note for note in notes if note) or None
+
+
+def _h5_blocks(
+    array: h5py.Dataset, sample_last: bool, chunk_size: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    n = array.shape[-1] if sample_last else array.shape[0]
+    for lo in range(0, n, chunk_size):
+        hi = min(lo + chunk_size, n)
+        yield lo, (np.moveaxis(array[..., lo:hi], -1, 0) if sample_last else array[lo:hi])
+
+
+def _nan_text(key: str, blocks: Iterable[tuple[int, np.ndarray]]) -> str | None:
+    """'key holds NaN in k of n samples (first: sample i)' over sample-major blocks."""
+    nan_samples, total, first = 0, 0, None
+    for lo, block in blocks:
+        per_sample = np.isnan(block).reshape(len(block), -1).any(axis=1)
+        nan_samples += int(per_sample.sum())
+        total += len(block)
+        if first is None and per_sample.any():
+            first = lo + int(np.flatnonzero(per_sample)[0])
+    if not nan_samples:
+        return None
+    return f"{key} holds NaN in {nan_samples} of {total} samples (first: sample {first})"
 
 
 def _scan_split(
@@ -704,13 +625,15 @@ def _targets_table(scans: dict[str, _SplitScan]) -> pd.DataFrame:
         table[f"{split}_prevalence_ratio"] = np.maximum(
             smoothed / train_smoothed, train_smoothed / smoothed
         )
-    return _numeric(table, keep=())
+    return _numeric(table, keep=("target",))
 
 
 def _chunks_table(scans: dict[str, _SplitScan]) -> pd.DataFrame:
     rows = [row for s in scans.values() if s.ok for row in s.chunk_rows]
     columns = ["split", "first_sample", "last_sample", "gc_content", "n_share"]
-    return _numeric(pd.DataFrame(rows, columns=columns), keep=("split",))
+    return _numeric(
+        pd.DataFrame(rows, columns=columns), keep=("split", "first_sample", "last_sample")
+    )
 
 
 def _numeric(table: pd.DataFrame, keep: tuple[str, ...]) -> pd.DataFrame:
@@ -777,10 +700,6 @@ class ValidationReport:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
 def _targets_phrase(targets: list[int]) -> str:
     listed = ", ".join(str(t) for t in targets[:10]) + (", ..." if len(targets) > 10 else "")
     return f"target {targets[0]}" if len(targets) == 1 else f"{len(targets)} targets ({listed})"
@@ -792,7 +711,7 @@ def _explain(
     """Plain words for a failing check, naming the file, samples or targets."""
     scan, file = scans[split], scans[split].file
     if spec.name == "layout":
-        return scan.layout_error or f"{file}: unreadable"
+        return str(scan.layout_error)
     if spec.name in scan.problems:
         return scan.problems[spec.name]
     row = failing.iloc[0]
@@ -834,13 +753,13 @@ def _explain(
         need = int(spec.min_value or 1)
         what = "no positive" if need == 1 else f"fewer than {need} positives"
         return f"{_targets_phrase(targets)} {verb} {what} in train.mat: nothing to learn from"
-    if spec.name.endswith("_positives"):
+    if spec.name in ("valid_positives", "test_positives"):
         return (
             f"{_targets_phrase(targets)} {verb} no positive in {file}: ROC and PR AUC are "
             "undefined there"
         )
     worst = failing.loc[failing[spec.column].idxmax()]
-    size = f"{spec.max_value}" if spec.name.endswith("_drift") else f"a factor {spec.max_value}"
+    size = f"a factor {spec.max_value}" if spec.column.endswith("_ratio") else spec.max_value
     return (
         f"{file}: {len(targets)} of {len(scans['train'].positives)} targets differ in prevalence "
         f"from train.mat by more than {size} (worst: target {int(worst.target)}, "
@@ -856,13 +775,13 @@ def _skip_reason(spec: GateExpectation, split: str, scans: dict[str, _SplitScan]
         return "not checked: needs train.mat, which failed the layout check"
     if spec.table == "targets" and scans[split].n_targets != scans["train"].n_targets:
         return f"not checked: {scans[split].file} and train.mat have different target counts"
-    return "not checked: nothing to measure"
+    return "not checked: nothing valid to measure (see the other failures)"
 
 
 def _checks_from_results(
     suite: list[GateExpectation],
     tables: dict[str, pd.DataFrame],
-    unexpected: dict[str, set[int]],
+    unexpected: dict[str, set[RowKey]],
     scans: dict[str, _SplitScan],
 ) -> list[Check]:
     checks = []
@@ -871,7 +790,8 @@ def _checks_from_results(
         for split in spec.splits:
             rows = table if "split" not in table else table[table["split"] == split]
             rows = rows[rows[spec.column].notna()]
-            failing = rows[rows.index.isin(unexpected[spec.name])]
+            keys = zip(*(rows[column] for column in ROW_KEYS[spec.table]), strict=True)
+            failing = rows[[key in unexpected[spec.name] for key in keys]]
             passed: bool | None = failing.empty if len(rows) else None
             observed = None
             if len(rows):
@@ -904,10 +824,10 @@ def _checks_from_results(
 
 def _run_great_expectations(
     suite: list[GateExpectation], tables: dict[str, pd.DataFrame], docs_dir: Path
-) -> dict[str, set[int]]:
+) -> dict[str, set[RowKey]]:
     """Validate each table against its part of the suite and build Data Docs into docs_dir.
 
-    Returns, per expectation name, the row indices GE found outside the bounds.
+    Returns, per expectation name, the keys (ROW_KEYS) of the rows GE found out of bounds.
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
@@ -928,7 +848,7 @@ def _run_great_expectations(
         },
     )
     source = context.data_sources.add_pandas("deepsea_summaries")
-    unexpected: dict[str, set[int]] = {}
+    unexpected: dict[str, set[RowKey]] = {}
     for name, table in tables.items():
         batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
         gx_suite = context.suites.add(gx.ExpectationSuite(name=f"deepsea_{name}"))
@@ -947,7 +867,13 @@ def _run_great_expectations(
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(name=f"gate_{name}", data=batch, suite=gx_suite)
         )
-        result = definition.run(batch_parameters={"dataframe": table}, result_format="COMPLETE")
+        result = definition.run(
+            batch_parameters={"dataframe": table},
+            result_format={
+                "result_format": "COMPLETE",
+                "unexpected_index_column_names": list(ROW_KEYS[name]),
+            },
+        )
         for outcome in result.results:
             if outcome.exception_info.get("raised_exception"):
                 raise RuntimeError(
@@ -955,7 +881,9 @@ def _run_great_expectations(
                     f"{outcome.exception_info.get('exception_message')}"
                 )
             indices = outcome.result.get("unexpected_index_list") or []
-            unexpected[outcome.expectation_config.meta["check"]] = {int(i) for i in indices}
+            unexpected[outcome.expectation_config.meta["check"]] = {
+                tuple(row[column] for column in ROW_KEYS[name]) for row in indices
+            }
     context.build_data_docs(site_names=["danq_gate"])
     return unexpected
 
@@ -1030,9 +958,12 @@ def _staging_parent(out_dir: str | os.PathLike[str]) -> str | None:
 
 
 def _publish(staging: Path, out_dir: str) -> None:
+    """Replace out_dir by the staged outputs in one step (locally) or report.json last (gs://)."""
     if storage.is_remote(out_dir):
         storage.remove_tree(out_dir)
-        storage.upload(staging, out_dir)
+        # report.json goes last: its presence marks a complete upload.
+        for entry in sorted(staging.iterdir(), key=lambda p: p.name == REPORT_FILE):
+            storage.upload(entry, storage.join(out_dir, entry.name))
         return
     target = Path(out_dir)
     old = target.with_name(f".{target.name}.old-{os.getpid()}")
@@ -1058,9 +989,14 @@ def run(args: argparse.Namespace, params: Params) -> int:
     data = args.data or params.data_dir
     out = args.out or storage.join(params.work_dir, "validation")
     report = validate_dataset(data, params.validate_, out, seq_len=args.seq_len)
+    not_run = 0
     for check in report.failures:
-        status = "FAILED" if check.passed is False else "NOT CHECKED"
-        print(f"{status} {check.name} ({check.split}): {check.message}", file=sys.stderr)
+        if check.passed is None:
+            not_run += 1
+        else:
+            print(f"FAILED {check.name} ({check.split}): {check.message}", file=sys.stderr)
+    if not_run:
+        print(f"{not_run} more blocking checks could not run (see {REPORT_FILE})", file=sys.stderr)
     for check in report.warnings:
         print(f"warning {check.name} ({check.split}): {check.message}", file=sys.stderr)
     verdict = "passed" if report.passed else f"FAILED ({len(report.failures)} blocking checks)"
