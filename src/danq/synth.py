@@ -1,7 +1,8 @@
 """A synthetic DeepSEA-format benchmark with real motifs and a regulatory grammar.
 
 Real JASPAR motifs (read offline from pyjaspar) are planted into random background DNA of
-realistic GC content with vertebrate-like CpG depletion. Each target follows one rule over the planted motif instances:
+realistic GC content with vertebrate-like CpG depletion. Each target follows one rule over
+the planted motif instances:
 
 | category | rule | what it takes to learn |
 |---|---|---|
