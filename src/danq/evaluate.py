@@ -137,8 +137,7 @@ def evaluate_variant(
             k: summary[k] for k in ("auroc", "aupr", "n_scoreable", "n_skipped", "skipped")
         },
         "categories": summary["categories"],
-        "data_md5": run_info.get("data_md5"),
-        "git_commit": run_info.get("git_commit"),
+        **_provenance(params, run_info.get("run_id")),
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -184,6 +183,17 @@ def json_safe(value):
     if isinstance(value, np.integer):
         return int(value)
     return value
+
+
+def _provenance(params: Params, run_id: str | None) -> dict:
+    """The data version and code version that training recorded on its MLflow run."""
+    if not run_id:
+        return {"data_md5": None, "git_commit": None}
+    import mlflow
+
+    mlflow.set_tracking_uri(params.mlflow.resolved_tracking_uri())
+    tags = mlflow.MlflowClient().get_run(run_id).data.tags
+    return {"data_md5": tags.get("data.md5"), "git_commit": tags.get("git.commit")}
 
 
 def _log_to_mlflow(params: Params, metrics: dict, out: Path) -> None:

@@ -1,0 +1,127 @@
+"""Evaluation (DeepSEA protocol) and the comparison report, on a tiny real model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from danq.config import DropoutConfig, ModelConfig, Params
+from danq.deepsea import open_split
+from danq.dropout import dropout_policy
+from danq.evaluate import curve_points, evaluate_variant, predict_split, target_table
+from danq.model import build_danq
+from danq.report import build_report
+
+TINY_MODEL = ModelConfig(
+    preset="custom", conv_filters=4, conv_width=5, pool_size=8, lstm_units=3, dense_units=6
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tiny_shards: Path, tmp_path_factory) -> Path:
+    """Two untrained variants saved like training leaves them (no MLflow run)."""
+    root = tmp_path_factory.mktemp("models")
+    for i, variant in enumerate(("baseline", "random_dropout")):
+        model = build_danq(TINY_MODEL, 200, 16, dropout_policy(DropoutConfig(), variant), seed=i)
+        (root / variant).mkdir()
+        model.save(root / variant / "model.keras")
+        (root / variant / "run.json").write_text(json.dumps({"variant": variant}))
+        history = {
+            "epochs": [
+                {"epoch": e, "loss": 0.5 - e / 100, "val_loss": 0.6 - e / 90} for e in (1, 2, 3)
+            ],
+            "best_epoch": 3,
+            "epochs_run": 3,
+        }
+        (root / variant / "history.json").write_text(json.dumps(history))
+    return root
+
+
+def test_predictions_average_each_sequence_with_its_reverse_complement(
+    tiny_data: Path, tiny_shards: Path, tiny_models: Path
+) -> None:
+    import keras
+
+    model = keras.models.load_model(tiny_models / "baseline" / "model.keras")
+    labels, scores = predict_split(model, str(tiny_shards / "test"), batch_size=16)
+    with open_split(tiny_data / "test.mat") as reader:
+        x, y = reader.read(0, reader.n)
+    half = len(x) // 2
+    direct = model.predict(x.astype(np.float32), verbose=0)
+    np.testing.assert_allclose(scores, (direct[:half] + direct[half:]) / 2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(labels, y[:half])
+
+
+def test_curve_points_match_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    y = (rng.random(300) < 0.3).astype(np.uint8)
+    s = np.round(rng.random(300) + y * 0.3, 2)
+    points = curve_points(y, s)
+    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    np.testing.assert_allclose(points["fpr"], fpr)
+    np.testing.assert_allclose(points["tpr"], tpr)
+    # Average precision = sum over thresholds of (recall step) x precision.
+    ap = np.sum(np.diff(points["recall"]) * points["precision"][1:])
+    assert ap == pytest.approx(average_precision_score(y, s))
+
+
+def test_target_names_and_categories_from_metadata(tiny_data: Path) -> None:
+    names, categories = target_table(16, str(tiny_data))
+    assert names[0] == "single:CTCF" and set(categories) >= {"single", "pair", "noise"}
+    names, categories = target_table(919, None)
+    assert names[600] == "target_600" and len(categories["TF"]) == 690
+    assert target_table(5, None)[1] == {"all": [0, 1, 2, 3, 4]}
+
+
+def test_evaluate_and_report(
+    tiny_data: Path, tiny_shards: Path, tiny_models: Path, tmp_path: Path
+) -> None:
+    params = Params.model_validate({"promote": {"bootstrap_samples": 50}})
+    for variant in ("baseline", "random_dropout"):
+        metrics = evaluate_variant(
+            params,
+            variant,
+            str(tiny_models / variant),
+            str(tiny_shards / "test"),
+            str(tmp_path / "eval" / variant),
+            str(tiny_data),
+        )
+        saved = json.loads((tmp_path / "eval" / variant / "metrics.json").read_text())
+        assert saved["overall"]["auroc"] == pytest.approx(metrics["overall"]["auroc"])
+        preds = np.load(tmp_path / "eval" / variant / "predictions.npz")
+        auroc = [
+            roc_auc_score(preds["y_true"][:, t], preds["y_score"][:, t])
+            for t in range(16)
+            if 0 < preds["y_true"][:, t].sum() < len(preds["y_true"])
+        ]
+        assert saved["overall"]["auroc"] == pytest.approx(np.mean(auroc), abs=1e-6)
+        tsv = (tmp_path / "eval" / variant / "per_target.tsv").read_text().splitlines()
+        assert tsv[0].split("\t") == ["index", "name", "category", "positives", "auroc", "aupr"]
+        assert len(tsv) == 17 and tsv[1].split("\t")[1] == "single:CTCF"
+    comparison = build_report(
+        params,
+        ["baseline", "random_dropout"],
+        str(tiny_models),
+        str(tmp_path / "eval"),
+        str(tmp_path / "report"),
+    )
+    delta = comparison["delta"]["aupr"]
+    assert delta["ci_low"] <= delta["delta"] <= delta["ci_high"]
+    report = tmp_path / "report"
+    for name in (
+        "comparison.md",
+        "comparison.html",
+        "training_curves.png",
+        "aupr_scatter.png",
+        "roc_pr_curves.png",
+        "aupr_scatter.csv",
+        "history_baseline.csv",
+    ):
+        assert (report / name).stat().st_size > 0, name
+    html = (report / "comparison.html").read_text()
+    assert "<table>" in html and "data:image/png;base64" in html
+    assert "DanQ (random dropout)" in (report / "comparison.md").read_text()
