@@ -48,9 +48,7 @@ def jaspar_filter_weights(
     kernel = keras.ops.convert_to_numpy(glorot((width, 4, n_filters), dtype="float32"))
     bias = np.zeros(n_filters, dtype=np.float32)
 
-    fitting = {
-        mid: pfm for mid, pfm in vertebrate_pfms(release).items() if len(pfm) <= width
-    }
+    fitting = {mid: pfm for mid, pfm in vertebrate_pfms(release).items() if len(pfm) <= width}
     motif_ids = sorted(fitting)
     n_motifs = min(n_filters // 4, len(motif_ids))
     placed = []

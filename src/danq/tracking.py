@@ -1,0 +1,159 @@
+"""MLflow tracking of training runs: the store, the run, and where a model came from.
+
+A run records the settings as params, per-epoch curves as metrics with step = epoch, and as tags
+the data version (the md5 in the DVC pointer file beside the data folder and its remote URL),
+the git commit of the code and the versions of the libraries that trained the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import yaml
+
+from danq.config import MlflowConfig
+
+MODEL_ARTIFACT = "model"
+VERSIONED_PACKAGES = ("tensorflow", "keras", "mlflow", "numpy", "danq")
+
+
+def quiet_mlflow() -> None:
+    """Keep MLflow's INFO chatter (store migrations, run links) out of the training log.
+
+    Warnings and errors still show, and failing tracking calls still raise.
+    """
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def start_run(cfg: MlflowConfig, run_id: str | None, run_name: str) -> mlflow.ActiveRun:
+    """Open run_id again to resume it, or start a new run in the configured experiment."""
+    quiet_mlflow()
+    mlflow.set_tracking_uri(cfg.resolved_tracking_uri())
+    if run_id is not None:
+        return mlflow.start_run(run_id=run_id)
+    experiment = mlflow.set_experiment(cfg.experiment)
+    return mlflow.start_run(experiment_id=experiment.experiment_id, run_name=run_name)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings to one level with dotted keys: {"a": {"b": 1}} -> {"a.b": 1}."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def log_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=epoch)
+
+
+def logged_steps(run_id: str, metric: str) -> set[int]:
+    """Steps at which the run already holds the metric."""
+    history = mlflow.MlflowClient().get_metric_history(run_id, metric)
+    return {m.step for m in history}
+
+
+def dvc_pointer(data_dir: str | os.PathLike[str]) -> Path:
+    """The file `dvc add <data_dir>` writes: data -> data.dvc, beside the folder."""
+    return Path(f"{str(data_dir).rstrip('/')}.dvc")
+
+
+def data_tags(data_dir: str | os.PathLike[str] | None) -> dict[str, str]:
+    """data.md5 from the DVC pointer file and data.dvc_remote, the data's URL on the default
+    remote; both absent for data that DVC does not track (or when no remote is configured)."""
+    if data_dir is None:
+        return {}
+    tags = {"data.path": str(data_dir)}
+    pointer = dvc_pointer(data_dir)
+    if not pointer.exists():
+        return tags
+    outs = (yaml.safe_load(pointer.read_text()) or {}).get("outs") or []
+    if outs and outs[0].get("md5"):
+        tags["data.md5"] = str(outs[0]["md5"])
+    remote = dvc_remote_url(Path(data_dir))
+    if remote is not None:
+        tags["data.dvc_remote"] = remote
+    return tags
+
+
+def dvc_remote_url(data_dir: Path) -> str | None:
+    """Where the default DVC remote stores data_dir, or None outside a DVC repo or remote."""
+    import dvc.api
+    from dvc.config import NoRemoteError
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+
+    try:
+        root = Path(Repo.find_root(str(data_dir.resolve().parent)))
+        return dvc.api.get_url(str(data_dir.resolve().relative_to(root)), repo=str(root))
+    except (NotDvcRepoError, NoRemoteError):
+        return None
+
+
+def git_tags(where: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """git.commit and git.dirty of the repository holding `where` (default: this package's
+    source, so an editable install reports the code that actually ran); empty outside git."""
+    where = Path(where) if where is not None else Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(where), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain"))
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    return {"git.commit": commit, "git.dirty": str(dirty).lower()}
+
+
+def version_tags(packages: Iterable[str] = VERSIONED_PACKAGES) -> dict[str, str]:
+    tags = {"versions.python": sys.version.split()[0]}
+    for package in packages:
+        tags[f"versions.{package}"] = metadata.version(package)
+    return tags
+
+
+def provenance_tags(data_dir: str | os.PathLike[str] | None) -> dict[str, str]:
+    return {**data_tags(data_dir), **git_tags(), **version_tags()}
+
+
+def log_keras_model(model: Any, sample_x: np.ndarray) -> str:
+    """Log the model with a signature inferred from sample_x; returns the logged model's URI.
+
+    Loading it needs the danq package (its custom dropout layer), hence the requirement.
+    Requirements are given, not inferred: inference reloads the model in a subprocess.
+    """
+    import mlflow.keras
+    from mlflow.models import infer_signature
+
+    predictions = model.predict(sample_x, verbose=0)
+    info = mlflow.keras.log_model(
+        model,
+        name=MODEL_ARTIFACT,
+        signature=infer_signature(sample_x, predictions),
+        pip_requirements=[
+            f"{package}=={metadata.version(package)}" for package in ("tensorflow", "keras", "danq")
+        ],
+    )
+    return info.model_uri
+
+
+def run_model_uri(run_id: str) -> str:
+    return f"runs:/{run_id}/{MODEL_ARTIFACT}"
