@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -41,3 +42,35 @@ def test_data_dvc_tracks_only_the_raw_folder() -> None:
     outs = yaml.safe_load((REPO / "data.dvc").read_text())["outs"]
     assert [o["path"] for o in outs] == ["data"]
     assert outs[0]["nfiles"] == 4  # train.mat, valid.mat, test.mat, metadata.json
+
+
+def test_a_failing_validation_stops_dvc_repro(tmp_path: Path, tiny_data: Path) -> None:
+    work = tmp_path / "repo"
+    work.mkdir()
+    run("git", "init", "-q", cwd=work)
+    shutil.copytree(REPO / ".dvc", work / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"))
+    shutil.copytree(REPO / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", "params.yaml", ".gitignore"):
+        shutil.copy(REPO / name, work / name)
+    shutil.copytree(tiny_data, work / "data")
+    # One defect: a label that is not 0/1 in test.mat.
+    from danq.deepsea import open_split, write_split
+
+    with open_split(work / "data" / "test.mat") as reader:
+        x, y = reader.read(0, reader.n)
+    y[5, 2] = 2
+    write_split(work / "data" / "test.mat", "test", x, y)
+
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    repro = subprocess.run(
+        [str(BIN / "dvc"), "repro", "prepare"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert repro.returncode != 0
+    assert "validate" in repro.stdout + repro.stderr
+    assert "labels are not 0 or 1" in repro.stderr
+    assert not (work / "build" / "shards").exists()
