@@ -244,7 +244,9 @@ def test_mlflow_run_holds_params_metrics_tags_and_model(store, reference, tiny_d
     artifacts = {a.path for a in client.list_artifacts(run_info["run_id"])}
     assert {"history.json", "training_curve.png"} <= artifacts
     model = mlflow.keras.load_model(run_info["model_uri"])
-    signature = mlflow.models.get_model_info(run_info["model_uri"]).signature
+    model_info = mlflow.models.get_model_info(run_info["model_uri"])
+    assert model_info.metadata["target_names"][0] == "single:CTCF"
+    signature = model_info.signature
     assert signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 200, 4)
     assert signature.outputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 16)
     for ours, logged in zip(final_weights(reference), model.get_weights(), strict=True):

@@ -134,7 +134,7 @@ def provenance_tags(data_dir: str | os.PathLike[str] | None) -> dict[str, str]:
     return {**data_tags(data_dir), **git_tags(), **version_tags()}
 
 
-def log_keras_model(model: Any, sample_x: np.ndarray) -> str:
+def log_keras_model(model: Any, sample_x: np.ndarray, target_names: list[str]) -> str:
     """Log the model with a signature inferred from sample_x; returns the logged model's URI.
 
     Loading it needs the danq package (its custom dropout layer), hence the requirement.
@@ -148,6 +148,7 @@ def log_keras_model(model: Any, sample_x: np.ndarray) -> str:
         model,
         name=MODEL_ARTIFACT,
         signature=infer_signature(sample_x, predictions),
+        metadata={"target_names": list(target_names)},
         pip_requirements=[
             f"{package}=={metadata.version(package)}" for package in ("tensorflow", "keras", "danq")
         ],

@@ -44,6 +44,7 @@ from danq.config import ConfigError, Params, TrainConfig
 from danq.dataset import make_dataset, steps_per_epoch
 from danq.deepsea import DataError
 from danq.dropout import DropoutRedrawCallback, dropout_policy
+from danq.evaluate import target_table
 from danq.model import build_danq, compile_danq
 from danq.shards import Manifest, read_manifest
 
@@ -642,6 +643,7 @@ def train_variant(
             params,
             valid_dir,
             wall_time=prior_wall_time + time.monotonic() - started,
+            data_dir=data_dir,
         )
     # Written once the MLflow run has ended: run.json marks the run finished.
     write_json(out / RUN_FILE, summary)
@@ -657,6 +659,7 @@ def finish(
     params: Params,
     valid_dir: str,
     wall_time: float,
+    data_dir: str | None = None,
 ) -> dict[str, Any]:
     """Best weights to model.keras; history, curve and model to out_dir and the active MLflow
     run. Returns the run summary that run.json will hold."""
@@ -681,7 +684,9 @@ def finish(
     mlflow.log_artifact(str(out / HISTORY_FILE))
     mlflow.log_artifact(str(out / CURVE_FILE))
     sample_x = next(iter(make_dataset(valid_dir, SIGNATURE_SAMPLES)))[0].numpy()
-    logged_model_uri = tracking.log_keras_model(model, sample_x)
+    # Target names travel with the model, so `danq predict` can label its columns anywhere.
+    target_names, _ = target_table(int(model.output_shape[-1]), data_dir)
+    logged_model_uri = tracking.log_keras_model(model, sample_x, target_names)
 
     run = mlflow.active_run()
     run_id = run.info.run_id
