@@ -53,6 +53,9 @@ def test_forward_only_shards_regenerate_the_reverse_complement_half(tiny_data, t
 
 
 def test_shuffled_epochs_are_permutations_and_reproducible(tiny_data, tiny_shards) -> None:
+    import keras
+
+    keras.utils.set_random_seed(5)  # a global seed, as training sets, must not interfere
     x, _ = source(tiny_data, "train")
     codes = onehot_to_codes(x)[0]
     shard_dir = str(tiny_shards / "train")

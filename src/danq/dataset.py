@@ -119,8 +119,10 @@ def make_dataset(
             codes = _random_rc(codes, batch_seed)
         return (codes if codes_only else one_hot(codes)), labels
 
-    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
-        epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(epoch, tf.int64)
+    def one_epoch(epoch: int) -> tf.data.Dataset:
+        # Python-int seeds: a tensor seed breaks Dataset.shuffle once a global seed is set
+        # (keras.utils.set_random_seed), and plain ints keep each epoch's order reproducible.
+        epoch_seed = (seed * 1_000_003 + epoch) % 2**63
         if shuffle:
             file_ds = tf.data.Dataset.from_tensor_slices(files).shuffle(
                 len(files), seed=epoch_seed, reshuffle_each_iteration=False
@@ -142,11 +144,19 @@ def make_dataset(
                 records = records.concatenate(records.map(lambda r, _: (r, True)))
         batches = records.batch(batch_size, drop_remainder=drop_remainder)
         return batches.enumerate().map(
-            lambda step, batch: (batch[0], batch[1], tf.stack([epoch_seed, step]))
+            lambda step, batch: (
+                batch[0],
+                batch[1],
+                tf.stack([tf.constant(epoch_seed, tf.int64), step]),
+            )
         )
 
     first, stop = epochs if epochs is not None else (0, 1)
-    batches = tf.data.Dataset.range(first, stop).flat_map(one_epoch)
+    if stop <= first:
+        raise ValueError(f"epochs: empty range {first}..{stop}")
+    batches = one_epoch(first)
+    for epoch in range(first + 1, stop):
+        batches = batches.concatenate(one_epoch(epoch))
     batches = batches.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return batches.prefetch(tf.data.AUTOTUNE)
 
