@@ -334,3 +334,29 @@ def test_bad_settings_fail_at_start_naming_the_key(store, tiny_shards, tmp_path)
     with pytest.raises(ConfigError, match=r"model\.conv_width"):
         train_variant(too_wide, "baseline", str(tiny_shards), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_keeps_checkpoints_outside_a_fresh_output_folder(
+    store, tiny_shards, data_dir, tmp_path
+):
+    """dvc repro deletes a stage's outputs before it runs: out_dir may not exist yet."""
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    out = tmp_path / "build" / "models" / "baseline"
+    args = parser.parse_args(
+        [
+            "--variant",
+            "baseline",
+            "--shards",
+            str(tiny_shards),
+            "--out",
+            str(out),
+            "--checkpoint-dir",
+            str(tmp_path / "checkpoints" / "baseline"),
+            "--data",
+            data_dir,
+        ]
+    )
+    assert run(args, parse_params(raw_params(store, max_epochs=1))) == 0
+    assert (out / MODEL_FILE).exists() and (out / "run.json").exists()
+    assert not (out / "checkpoint").exists()

@@ -519,6 +519,7 @@ def train_variant(
     settings = training_settings(params, variant, train_manifest, valid_manifest)
     fingerprint = settings_hash(settings)
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)  # the checkpoint may live elsewhere
     checkpoint = TrainingCheckpoint(
         Path(checkpoint_dir) if checkpoint_dir else out / CHECKPOINT_DIR
     )
