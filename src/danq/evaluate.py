@@ -18,7 +18,7 @@ import numpy as np
 
 from danq import storage
 from danq.config import Params
-from danq.metrics import deepsea_categories, per_target_auroc_aupr, summarise
+from danq.metrics import deepsea_categories, json_safe, per_target_auroc_aupr, summarise
 from danq.shards import read_manifest
 from danq.synth import read_metadata
 
@@ -170,19 +170,6 @@ def evaluate_variant(
     _write_atomic(out / "metrics.json", json.dumps(json_safe(metrics), indent=2) + "\n")
     _log_to_mlflow(params, metrics, out)
     return metrics
-
-
-def json_safe(value):
-    """Numpy scalars to Python, NaN (an unscoreable target's metric) to null."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return None if np.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def _provenance(params: Params, run_id: str | None) -> dict:

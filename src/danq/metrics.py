@@ -341,3 +341,16 @@ def paired_bootstrap_delta(
         "n_boot": int(valid.sum()),
         "n_rows": n_rows,
     }
+
+
+def json_safe(value: Any) -> Any:
+    """NaN (a metric with no scoreable target) to null, numpy scalars to Python, for JSON."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

@@ -31,6 +31,7 @@ import numpy as np
 from danq import storage
 from danq.config import Params, PromoteConfig
 from danq.metrics import (
+    json_safe,
     paired_bootstrap_delta,
     per_target_auroc_aupr,
     per_target_regressions,
@@ -125,20 +126,7 @@ class Blessing:
         return next(v for v in self.candidates if v.variant == variant)
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe(asdict(self))
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN (a metric with no scoreable target) to null, numpy scalars to Python."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return None if np.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
+        return json_safe(asdict(self))
 
 
 def array_md5(array: np.ndarray) -> str:
