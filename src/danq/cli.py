@@ -155,18 +155,22 @@ def cmd_validate(args: argparse.Namespace, params: Params) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, params: Params) -> int:
     _quiet_tensorflow()
-    from danq.evaluate import evaluate_variant
+    from danq.evaluate import EvaluationError, evaluate_variant
 
     work = params.work_dir
     for variant in args.variants:
-        metrics = evaluate_variant(
-            params,
-            variant,
-            model_dir=storage.join(args.models or storage.join(work, "models"), variant),
-            shard_dir=args.shards or storage.join(work, "shards", "test"),
-            out_dir=storage.join(args.out or storage.join(work, "eval"), variant),
-            data_dir=args.data or params.data_dir,
-        )
+        try:
+            metrics = evaluate_variant(
+                params,
+                variant,
+                model_dir=storage.join(args.models or storage.join(work, "models"), variant),
+                shard_dir=args.shards or storage.join(work, "shards", "test"),
+                out_dir=storage.join(args.out or storage.join(work, "eval"), variant),
+                data_dir=args.data or params.data_dir,
+            )
+        except EvaluationError as err:
+            print(f"error: {variant}: {err}", file=sys.stderr)
+            return 1
         overall = metrics["overall"]
         print(
             f"{variant}: test macro AUROC {overall['auroc']:.4f}, macro AUPR "

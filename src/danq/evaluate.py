@@ -23,6 +23,10 @@ from danq.shards import read_manifest
 from danq.synth import read_metadata
 
 
+class EvaluationError(RuntimeError):
+    """A trained model cannot be evaluated as asked."""
+
+
 def predict_split(model, shard_dir: str, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Labels (n, T) uint8 and RC-averaged scores (n, T) float32 for the n forward sequences.
 
@@ -177,9 +181,17 @@ def _provenance(params: Params, run_id: str | None) -> dict:
     if not run_id:
         return {"data_md5": None, "git_commit": None}
     import mlflow
+    from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(params.mlflow.resolved_tracking_uri())
-    tags = mlflow.MlflowClient().get_run(run_id).data.tags
+    uri = params.mlflow.resolved_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        tags = mlflow.MlflowClient().get_run(run_id).data.tags
+    except MlflowException as err:
+        raise EvaluationError(
+            f"training run {run_id} is not in the MLflow store {uri} ({err.message}); the "
+            "model was trained against another store: train again (dvc repro -f train)"
+        ) from None
     return {"data_md5": tags.get("data.md5"), "git_commit": tags.get("git.commit")}
 
 
