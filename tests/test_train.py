@@ -261,22 +261,28 @@ def test_random_dropout_redraws_rates_each_epoch_and_baseline_keeps_them(referen
     assert all(r == pytest.approx({"pool_dropout": 0.2, "lstm_dropout": 0.5}) for r in fixed)
 
 
-def test_a_finished_run_is_not_trained_again(store, tiny_shards, data_dir, baseline, capsys):
-    before = {p.name: p.stat().st_mtime_ns for p in baseline.iterdir()}
+def train_args(shards, out, data_dir, *extra: str) -> argparse.Namespace:
+    """`danq train --variant baseline ...` as the command line parses it."""
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)
-    args = parser.parse_args(
+    return parser.parse_args(
         [
             "--variant",
             "baseline",
             "--shards",
-            str(tiny_shards),
+            str(shards),
             "--out",
-            str(baseline),
+            str(out),
             "--data",
             data_dir,
+            *extra,
         ]
     )
+
+
+def test_a_finished_run_is_not_trained_again(store, tiny_shards, data_dir, baseline, capsys):
+    before = {p.name: p.stat().st_mtime_ns for p in baseline.iterdir()}
+    args = train_args(tiny_shards, baseline, data_dir)
     assert run(args, parse_params(raw_params(store))) == 0
     assert "holds a finished run" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in baseline.iterdir()} == before
@@ -340,23 +346,9 @@ def test_cli_keeps_checkpoints_outside_a_fresh_output_folder(
     store, tiny_shards, data_dir, tmp_path
 ):
     """dvc repro deletes a stage's outputs before it runs: out_dir may not exist yet."""
-    parser = argparse.ArgumentParser()
-    add_train_arguments(parser)
     out = tmp_path / "build" / "models" / "baseline"
-    args = parser.parse_args(
-        [
-            "--variant",
-            "baseline",
-            "--shards",
-            str(tiny_shards),
-            "--out",
-            str(out),
-            "--checkpoint-dir",
-            str(tmp_path / "checkpoints" / "baseline"),
-            "--data",
-            data_dir,
-        ]
-    )
+    checkpoints = ["--checkpoint-dir", str(tmp_path / "checkpoints" / "baseline")]
+    args = train_args(tiny_shards, out, data_dir, *checkpoints)
     assert run(args, parse_params(raw_params(store, max_epochs=1))) == 0
     assert (out / MODEL_FILE).exists() and (out / "run.json").exists()
     assert not (out / "checkpoint").exists()

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict
-from pathlib import Path
 
 import tensorflow as tf
 
@@ -51,10 +49,6 @@ def _random_rc(codes: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.where(flip[:, None], reverse_complement(codes), codes)
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("DANQ_CACHE_DIR", Path.home() / ".cache" / "danq"))
-
-
 def local_shard_dir(shard_dir: str) -> str:
     """A local copy of a gs:// shard folder (downloaded once, checked by size), or the path.
 
@@ -66,7 +60,7 @@ def local_shard_dir(shard_dir: str) -> str:
         return shard_dir
     manifest = read_manifest(shard_dir)
     key = hashlib.sha256(json.dumps([shard_dir, asdict(manifest)]).encode()).hexdigest()[:16]
-    local = cache_dir() / "shards" / key
+    local = storage.cache_dir() / "shards" / key
     complete = local / MANIFEST
     if not complete.exists():
         local.mkdir(parents=True, exist_ok=True)

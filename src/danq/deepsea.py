@@ -228,7 +228,7 @@ def _staged_copy(uri: str) -> Path:
 
     info = storage.info(uri)
     key = hashlib.sha256(json.dumps([uri, info], sort_keys=True, default=str).encode())
-    cache = Path(os.environ.get("DANQ_CACHE_DIR", Path.home() / ".cache" / "danq")) / "raw"
+    cache = storage.cache_dir() / "raw"
     local = cache / f"{key.hexdigest()[:16]}-{uri.rsplit('/', 1)[-1]}"
     if not local.exists():
         cache.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,11 @@ from typing import IO
 REMOTE_SCHEMES = ("gs://",)
 
 
+def cache_dir() -> Path:
+    """Where remote inputs are staged locally: DANQ_CACHE_DIR, default ~/.cache/danq."""
+    return Path(os.environ.get("DANQ_CACHE_DIR", Path.home() / ".cache" / "danq"))
+
+
 def is_remote(uri: str | os.PathLike[str]) -> bool:
     return str(uri).startswith(REMOTE_SCHEMES)
 
