@@ -228,6 +228,12 @@ def cmd_registry_show(args: argparse.Namespace, params: Params) -> int:
     return registry.run_show(args, params)
 
 
+def cmd_pipeline(args: argparse.Namespace, params: Params) -> int:
+    from danq import pipeline_cli
+
+    return pipeline_cli.run(args)
+
+
 VARIANTS = ("baseline", "random_dropout")
 
 
@@ -374,6 +380,14 @@ def build_parser() -> argparse.ArgumentParser:
     show = registry_commands.add_parser("show", help="versions, aliases and tags")
     registry_module.add_show_arguments(show)
     show.set_defaults(handler=cmd_registry_show)
+
+    from danq import pipeline_cli
+
+    pipeline = commands.add_parser(
+        "pipeline", help="the Kubeflow pipeline: compile to YAML, upload, run on a KFP endpoint"
+    )
+    pipeline_cli.add_commands(pipeline)
+    pipeline.set_defaults(handler=cmd_pipeline)
     return parser
 
 

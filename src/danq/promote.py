@@ -390,6 +390,25 @@ def _write_json(path: Path, document: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def score_champion(
+    client: RetryingClient, registered_model: str, predict_fn: PredictFn
+) -> ChampionEval | None:
+    """The current champion scored by predict_fn on the test rows; None when there is none."""
+    from danq import registry
+
+    champion_version = registry.current_champion(client, registered_model)
+    if champion_version is None:
+        return None
+    uri = registry.version_uri(registered_model, champion_version.version)
+    return ChampionEval(
+        version=champion_version.version,
+        model_uri=uri,
+        y_score=np.asarray(client.retrying(predict_fn, uri)),
+        run_id=champion_version.run_id,
+        tags=dict(champion_version.tags),
+    )
+
+
 def promote_candidates(
     client: RetryingClient,
     registered_model: str,
@@ -409,17 +428,7 @@ def promote_candidates(
     from danq import registry
 
     y_true, candidates = load_candidates(eval_dir, variants)
-    champion = None
-    champion_version = registry.current_champion(client, registered_model)
-    if champion_version is not None:
-        uri = registry.version_uri(registered_model, champion_version.version)
-        champion = ChampionEval(
-            version=champion_version.version,
-            model_uri=uri,
-            y_score=np.asarray(client.retrying(predict_fn, uri)),
-            run_id=champion_version.run_id,
-            tags=dict(champion_version.tags),
-        )
+    champion = score_champion(client, registered_model, predict_fn)
     blessing = decide(y_true, candidates, champion, cfg, seed)
     blessing_path = Path(out_dir, "blessing.json")
     _write_json(blessing_path, blessing.to_dict())

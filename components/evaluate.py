@@ -1,0 +1,31 @@
+"""Test-set evaluation of one trained variant: macro metrics and a ROC curve for the UI."""
+
+from kfp import dsl
+from kfp.dsl import ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+
+from components import DEFAULT_CPU_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_CPU_IMAGE, install_kfp_package=False)
+def evaluate(
+    model: Input[Model],
+    shards: Input[Dataset],
+    data: Input[Dataset],
+    evaluation: Output[Dataset],
+    metrics: Output[Metrics],
+    roc: Output[ClassificationMetrics],
+    mlflow_tracking_uri: str,
+    overrides: list,
+):
+    """metrics.json, per_target.tsv, curves.json and predictions.npz in evaluation/."""
+    from danq.kfp_tasks import evaluate_model, roc_curve, task_params
+
+    params = task_params({"mlflow.tracking_uri": mlflow_tracking_uri}, overrides)
+    result = evaluate_model(params, model.path, f"{shards.path}/test", evaluation.path, data.path)
+    evaluation.metadata["variant"] = result["variant"]
+    metrics.log_metric("test_macro_auroc", result["overall"]["auroc"])
+    metrics.log_metric("test_macro_aupr", result["overall"]["aupr"])
+    metrics.log_metric("scoreable_targets", result["overall"]["n_scoreable"])
+    curve = roc_curve(evaluation.path)
+    roc.metadata["target"] = curve.target
+    roc.log_roc_curve(curve.fpr, curve.tpr, curve.thresholds)

@@ -1,0 +1,46 @@
+"""Register the candidates and move the `champion` alias (run only when one is blessed)."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
+
+from components import DEFAULT_CPU_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_CPU_IMAGE, install_kfp_package=False)
+def promote(
+    candidates: Input[Dataset],
+    shards: Input[Dataset],
+    champion_scores: Input[Dataset],
+    blessing: Output[Artifact],
+    summary: Output[Markdown],
+    mlflow_tracking_uri: str,
+    registered_model: str,
+    min_macro_auroc: float,
+    min_macro_aupr: float,
+    overrides: list,
+) -> str:
+    """One promotion round (danq.promote); returns the champion's registered version."""
+    import shutil
+    import tempfile
+
+    from danq.kfp_tasks import blessing_markdown, promote_round, task_params
+
+    params = task_params(
+        {
+            "mlflow.tracking_uri": mlflow_tracking_uri,
+            "mlflow.registered_model": registered_model,
+            "promote.min_macro_auroc": min_macro_auroc,
+            "promote.min_macro_aupr": min_macro_aupr,
+        },
+        overrides,
+    )
+    work = tempfile.mkdtemp(prefix="danq-promote-")
+    result = promote_round(
+        params, candidates.path, f"{shards.path}/test", champion_scores.path, work
+    )
+    shutil.copyfile(f"{work}/blessing.json", blessing.path)
+    with open(summary.path, "w") as fh:
+        fh.write(blessing_markdown(result))
+    aliases = result.registry["aliases"] if result.registry else {}
+    blessing.metadata.update({"decision": result.decision, "aliases": aliases})
+    return str(aliases.get("champion", ""))

@@ -1,0 +1,28 @@
+"""The data gate as a component: it fails (and so stops the run) when a blocking check fails."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Input, Markdown, Output
+
+from components import DEFAULT_CPU_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_CPU_IMAGE, install_kfp_package=False)
+def validate(
+    data: Input[Dataset],
+    validation: Output[Dataset],
+    data_docs: Output[HTML],
+    summary: Output[Markdown],
+    overrides: list,
+):
+    """Great Expectations gate over train/valid/test.mat; raises DataGateFailed on failure."""
+    import shutil
+
+    from danq.kfp_tasks import task_params, validate_data, validation_markdown
+
+    report = validate_data(data.path, validation.path, task_params({}, overrides))
+    shutil.copyfile(f"{validation.path}/data_docs/index.html", data_docs.path)
+    with open(summary.path, "w") as fh:
+        fh.write(validation_markdown(report))
+    validation.metadata.update(
+        {"passed": report.passed, "checks": len(report.checks), "warnings": len(report.warnings)}
+    )

@@ -1,0 +1,315 @@
+"""Path-level entry points of the Kubeflow components (components/, pipelines/).
+
+A component only turns its KFP artifacts into folders and calls one function here; these
+functions call the same package code as the `danq` commands, so a pipeline run and a
+`dvc repro` run compute the same thing. Settings come from the package defaults (a component
+has no params.yaml), the pipeline's typed parameters and free `key=value` overrides, validated
+by danq.config like any params.yaml.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from danq.config import ConfigError, Params, load_params
+from danq.promote import DEFAULT_VARIANTS as VARIANT_ORDER
+from danq.promote import PredictFn
+
+GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
+ROC_MAX_POINTS = 200  # the KFP UI draws the curve from artifact metadata: keep it small
+
+
+class DataGateFailed(RuntimeError):
+    """The data gate found blocking problems: the pipeline must stop before training."""
+
+
+def task_params(settings: Mapping[str, Any], overrides: Sequence[str] = ()) -> Params:
+    """Package defaults, then the typed pipeline settings (dotted keys), then the overrides.
+
+    params.yaml is not read: on the cluster a component has no work tree, and locally it
+    must not pick up the laptop's settings. Bad keys or values raise ConfigError naming them.
+    """
+    pairs = [f"{key}={json.dumps(value)}" for key, value in settings.items()]
+    for item in overrides:
+        if not isinstance(item, str) or "=" not in item:
+            raise ConfigError(f"overrides: {item!r} is not a key=value string")
+    return load_params(os.devnull, [*pairs, *overrides])
+
+
+def gpu_node_selector(gpu_type: str) -> dict[str, str]:
+    """The GKE node selector that places a pod on a node with this accelerator type."""
+    if not gpu_type or not all(c.isalnum() or c in "-_." for c in gpu_type):
+        raise ConfigError(f"gpu_type: {gpu_type!r} is not a GKE accelerator name such as nvidia-l4")
+    return {GKE_ACCELERATOR_LABEL: gpu_type}
+
+
+# --- validate ------------------------------------------------------------------------------
+
+
+def validation_markdown(report: Any) -> str:
+    """The gate's verdict as a Markdown table (the KFP UI renders Markdown artifacts)."""
+    verdict = "passed" if report.passed else f"FAILED ({len(report.failures)} blocking checks)"
+    lines = [
+        f"# Data gate {verdict}",
+        "",
+        f"{report.data_dir}: {len(report.checks)} checks, {len(report.warnings)} warnings",
+        "",
+        "| check | split | blocking | result | observed | threshold | message |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in report.checks:
+        result = {True: "pass", False: "FAIL", None: "not run"}[c.passed]
+        observed = "" if c.observed is None else f"{c.observed:.4g}"
+        message = c.message.replace("|", "/")
+        lines.append(
+            f"| {c.name} | {c.split} | {'yes' if c.blocking else 'no'} | {result} | "
+            f"{observed} | {c.threshold} | {message} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def validate_data(data_dir: str, out_dir: str, params: Params) -> Any:
+    """Run the data gate into out_dir; raise DataGateFailed (after writing it) if it fails."""
+    from danq.validate import validate_dataset
+
+    report = validate_dataset(data_dir, params.validate_, out_dir)
+    if not report.passed:
+        problems = "; ".join(f"{c.name} ({c.split}): {c.message}" for c in report.failures)
+        raise DataGateFailed(f"data gate failed on {data_dir}: {problems}")
+    return report
+
+
+# --- prepare, train ------------------------------------------------------------------------
+
+
+def prepare_shards(data_dir: str, out_dir: str, params: Params) -> dict[str, int]:
+    """TFRecord shards of every split in out_dir/<split>/; returns samples per split."""
+    from danq.shards import prepare_dataset
+
+    manifests = prepare_dataset(data_dir, out_dir, params.prepare, progress=False)
+    return {split: m.n_samples for split, m in manifests.items()}
+
+
+def train_model(
+    params: Params, variant: str, shard_dir: str, out_dir: str, data_dir: str, gpus: int
+) -> Any:
+    """Train one variant into out_dir (model.keras, history.json, run.json, curve).
+
+    gpus: how many GPUs the step was given; fewer visible ones is an error, because the
+    training would otherwise fall back to the CPU silently and take days.
+    """
+    import tensorflow as tf
+
+    from danq.train import train_variant
+
+    visible = len(tf.config.list_physical_devices("GPU"))
+    if visible < gpus:
+        raise RuntimeError(
+            f"gpu_count: {gpus} GPU(s) requested but TensorFlow sees {visible}; check the "
+            "node's NVIDIA driver and that the image is the GPU image"
+        )
+    return train_variant(params, variant, shard_dir, out_dir, data_dir)  # type: ignore[arg-type]
+
+
+# --- evaluate ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RocCurve:
+    target: str
+    fpr: list[float]
+    tpr: list[float]
+    thresholds: list[float]
+
+
+def evaluate_model(
+    params: Params, model_dir: str, shard_dir: str, out_dir: str, data_dir: str
+) -> dict:
+    """Score a trained model on the test shards into out_dir; returns metrics.json's content."""
+    from danq.evaluate import evaluate_variant
+
+    variant = json.loads(Path(model_dir, "run.json").read_text())["variant"]
+    return evaluate_variant(params, variant, model_dir, shard_dir, out_dir, data_dir)
+
+
+def roc_curve(eval_dir: str, max_points: int = ROC_MAX_POINTS) -> RocCurve:
+    """The ROC curve, with thresholds, of the first target that evaluation plotted."""
+    from danq.evaluate import curve_points
+
+    curves = json.loads(Path(eval_dir, "curves.json").read_text())
+    if not curves:
+        raise ValueError(f"{eval_dir}/curves.json: no target has a curve (no positives?)")
+    target = curves[0]["target"]
+    with Path(eval_dir, "per_target.tsv").open() as fh:
+        index = next(
+            int(r["index"]) for r in csv.DictReader(fh, delimiter="\t") if r["name"] == target
+        )
+    with np.load(Path(eval_dir, "predictions.npz")) as predictions:
+        y_true = predictions["y_true"][:, index]
+        y_score = predictions["y_score"][:, index].astype(np.float64)
+    points = curve_points(y_true, y_score)
+    # curve_points has one point per distinct score (descending) after the (0, 0) start,
+    # which is the threshold just above the highest score.
+    distinct = np.unique(y_score)[::-1]
+    thresholds = np.r_[np.nextafter(distinct[0], np.inf), distinct]
+    keep = np.unique(np.linspace(0, len(thresholds) - 1, min(max_points, len(thresholds))).round())
+    keep = keep.astype(int)
+    return RocCurve(
+        target=target,
+        fpr=points["fpr"][keep].tolist(),
+        tpr=points["tpr"][keep].tolist(),
+        thresholds=thresholds[keep].tolist(),
+    )
+
+
+# --- compare and promote -------------------------------------------------------------------
+
+
+def _variant_of(folder: str, marker: str) -> str:
+    try:
+        return json.loads(Path(folder, marker).read_text())["variant"]
+    except (OSError, KeyError, ValueError) as err:
+        raise ValueError(f"{folder}/{marker}: cannot tell which variant this is: {err}") from err
+
+
+def stage_by_variant(
+    folders: Iterable[str], marker: str, dest: str, copy: bool = False
+) -> list[str]:
+    """Link (or copy) each artifact folder as dest/<variant>/, the layout danq.report and
+    danq.promote read; returns the variants in VARIANT_ORDER (baseline first, so ties and
+    differences read as in `danq promote`)."""
+    Path(dest).mkdir(parents=True, exist_ok=True)
+    variants = []
+    for folder in folders:
+        variant = _variant_of(folder, marker)
+        if variant in variants:
+            raise ValueError(f"two {marker} folders are both variant {variant!r}")
+        if copy:
+            shutil.copytree(folder, Path(dest, variant))
+        else:
+            Path(dest, variant).symlink_to(Path(folder).resolve(), target_is_directory=True)
+        variants.append(variant)
+    return _ordered(variants)
+
+
+def _ordered(variants: Iterable[str]) -> list[str]:
+    return sorted(variants, key=lambda v: (VARIANT_ORDER.index(v) if v in VARIANT_ORDER else 99, v))
+
+
+def _champion_predictor(params: Params, shard_dir: str, cache: str | None) -> PredictFn:
+    """Scores of a model URI on the test shards; a registered version's scores are read from
+    cache when compare already computed them (versions are immutable)."""
+    from danq.evaluate import predict_uri
+
+    def predict(model_uri: str) -> np.ndarray:
+        if cache:
+            with np.load(cache) as saved:
+                if str(saved["model_uri"]) == model_uri:
+                    return saved["y_score"]
+        return predict_uri(model_uri, shard_dir, params.evaluate.batch_size)
+
+    return predict
+
+
+def compare_candidates(
+    params: Params,
+    model_dirs: Sequence[str],
+    eval_dirs: Sequence[str],
+    shard_dir: str,
+    work: str,
+    candidates_dir: str,
+    scores_path: str,
+) -> tuple[dict, Any]:
+    """The comparison report (work/report/) and the blessing decision against the current
+    champion, without changing the registry. The evaluations are copied to
+    candidates_dir/<variant>/ and the champion's test scores to scores_path (an .npz), the
+    inputs of the promote step. Returns (comparison, blessing)."""
+    import mlflow
+
+    from danq import registry
+    from danq.promote import decide, load_candidates, score_champion
+    from danq.report import build_report
+
+    variants = stage_by_variant(model_dirs, "run.json", os.path.join(work, "models"))
+    if stage_by_variant(eval_dirs, "metrics.json", candidates_dir, copy=True) != variants:
+        raise ValueError("the trained and the evaluated variants differ")
+    comparison = build_report(
+        params,
+        variants,
+        models_dir=os.path.join(work, "models"),
+        eval_dir=candidates_dir,
+        out_dir=os.path.join(work, "report"),
+    )
+    mlflow.set_tracking_uri(params.mlflow.resolved_tracking_uri())  # models:/ URIs
+    y_true, candidates = load_candidates(candidates_dir, variants)
+    client = registry.connect(params)
+    champion = score_champion(
+        client, params.mlflow.registered_model, _champion_predictor(params, shard_dir, None)
+    )
+    # Written even without a champion: an output artifact must exist for KFP to upload it.
+    np.savez(
+        scores_path,
+        model_uri=champion.model_uri if champion else "",
+        y_score=champion.y_score if champion else np.empty((0, 0), np.float32),
+    )
+    blessing = decide(y_true, candidates, champion, params.promote, params.seed)
+    return comparison, blessing
+
+
+def promote_round(
+    params: Params, candidates_dir: str, shard_dir: str, champion_scores: str, out_dir: str
+) -> Any:
+    """One promotion round (danq.promote) over candidates_dir/<variant>/; blessing.json in
+    out_dir. The round decides again against the registry as it is now, so a champion that
+    moved since compare is judged afresh rather than replaced on a stale decision."""
+    import mlflow
+
+    from danq import registry
+    from danq.promote import promote_candidates
+
+    variants = _ordered(p.name for p in Path(candidates_dir).iterdir() if p.is_dir())
+    mlflow.set_tracking_uri(params.mlflow.resolved_tracking_uri())  # models:/ URIs
+    return promote_candidates(
+        registry.connect(params),
+        params.mlflow.registered_model,
+        params.promote,
+        candidates_dir,
+        variants,
+        out_dir,
+        _champion_predictor(params, shard_dir, champion_scores),
+        params.seed,
+    )
+
+
+def blessing_markdown(blessing: Any) -> str:
+    """The decision in words and one row per candidate, for the KFP UI."""
+    lines = [
+        f"# Promotion decision: {blessing.decision}",
+        "",
+        blessing.reason,
+        "",
+        "| variant | macro AUROC | macro AUPR | floors | vs champion | blessed | reason |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for v in blessing.candidates:
+        vs = "" if v.vs_champion is None else f"{v.vs_champion.delta:+.4f}"
+        lines.append(
+            f"| {v.variant} | {v.metrics['auroc']:.4f} | {v.metrics['aupr']:.4f} | "
+            f"{'pass' if v.floors_passed else 'fail'} | {vs} | {'yes' if v.blessed else 'no'} "
+            f"| {v.reason} |"
+        )
+    if blessing.registry:
+        lines += [
+            "",
+            f"Registry aliases of {blessing.registry['model']}: {blessing.registry['aliases']}",
+        ]
+    return "\n".join(lines) + "\n"
