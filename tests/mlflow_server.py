@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,12 +18,19 @@ START_TIMEOUT_S = 90
 
 
 @contextmanager
-def mlflow_server(root: Path, while_starting: Callable[[], object] | None = None) -> Iterator[str]:
+def mlflow_server(
+    root: Path,
+    while_starting: Callable[[], object] | None = None,
+    artifacts: str | None = None,
+    extra_args: Sequence[str] = (),
+) -> Iterator[str]:
     """Start a tracking server storing under root; yield its http:// URI; stop it on exit.
 
-    Artifacts go through the server (--artifacts-destination), as they do for a remote server,
-    so clients need nothing but the URI. The server takes 10-30 s to start (imports, SQLite
-    migrations): `while_starting` runs meanwhile, e.g. to import TensorFlow.
+    Artifacts go through the server (--artifacts-destination: `artifacts`, default
+    root/artifacts; a gs:// URI works against the emulator), as they do for a remote server,
+    so clients need nothing but the URI. `extra_args` are further `mlflow server` options.
+    The server takes 10-30 s to start (imports, SQLite migrations): `while_starting` runs
+    meanwhile, e.g. to import TensorFlow.
     """
     port = free_port()
     exe = Path(sys.executable).with_name("mlflow")
@@ -35,13 +42,14 @@ def mlflow_server(root: Path, while_starting: Callable[[], object] | None = None
             "--backend-store-uri",
             f"sqlite:///{root / 'mlflow.db'}",
             "--artifacts-destination",
-            str(root / "artifacts"),
+            artifacts or str(root / "artifacts"),
             "--host",
             "127.0.0.1",
             "--port",
             str(port),
             "--workers",
             "1",
+            *extra_args,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

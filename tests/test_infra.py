@@ -1,33 +1,390 @@
-"""Container images: what cannot be built here is still checked against pyproject's pins."""
+"""Infrastructure that cannot run here, still checked: the images pin what pyproject pins, the
+kustomize manifests parse, render and reference each other, and the GPU node pool, the MLflow
+Service and the secrets are the ones the compiled pipeline selects, tolerates and reads."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
 
 from .conftest import REPO
 
 DOCKER = REPO / "infra" / "docker"
+MLFLOW_K8S = REPO / "infra" / "k8s" / "mlflow"
+KUBEFLOW_USER_K8S = REPO / "infra" / "k8s" / "kubeflow-user"
+GKE = REPO / "infra" / "gke"
+PIPELINE_YAML = REPO / "pipelines" / "danq_pipeline.yaml"
+GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
+# Terraform spells taint effects in the GKE API's enum, Kubernetes in CamelCase.
+TAINT_EFFECTS = {"NO_SCHEDULE": "NoSchedule", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
+# `mlflow server` options that say where the server runs and stores; the rest is behaviour.
+PLACEMENT_OPTIONS = (
+    "--host",
+    "--port",
+    "--workers",
+    "--backend-store-uri",
+    "--artifacts-destination",
+)
+
+# --- container images ----------------------------------------------------------------------
+
+
+def pyproject() -> dict[str, Any]:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def requirement(package: str) -> str:
+    """pyproject's requirement of a package, e.g. 'tensorflow==2.21.0'."""
+    deps = pyproject()["project"]["dependencies"]
+    (spec,) = [d for d in deps if re.split(r"[=<>\[]", d)[0] == package]
+    return spec
 
 
 def pinned(package: str) -> str:
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    (spec,) = [d for d in deps if re.split(r"[=<>\[]", d)[0] == package]
-    return spec.split("==")[1]
+    return requirement(package).split("==")[1]
+
+
+def base_images(dockerfile: str) -> list[str]:
+    return re.findall(r"^FROM (\S+)", (DOCKER / dockerfile).read_text(), flags=re.M)
+
+
+def pip_requirements(dockerfile: str) -> dict[str, str]:
+    """The quoted requirements a Dockerfile pip-installs, by package name (extras dropped)."""
+    specs = re.findall(r'"([A-Za-z0-9_.\-\[\]]+[=<>][^"]*)"', (DOCKER / dockerfile).read_text())
+    return {re.split(r"[=<>\[]", s)[0]: re.sub(r"\[[^\]]*\]", "", s) for s in specs}
 
 
 def test_gpu_image_uses_the_pinned_tensorflow() -> None:
-    text = (DOCKER / "Dockerfile.gpu").read_text()
-    (base,) = re.findall(r"^FROM (\S+)", text, flags=re.M)
-    assert base == f"tensorflow/tensorflow:{pinned('tensorflow')}-gpu"
+    assert base_images("Dockerfile.gpu") == [f"tensorflow/tensorflow:{pinned('tensorflow')}-gpu"]
 
 
 def test_images_install_this_repository_with_its_pins() -> None:
-    python = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    setuptools = pyproject()["tool"]["setuptools"]
+    package_dirs = setuptools.get("package-dir", {})
+    python = pyproject()["project"]["requires-python"]
     for name in ("Dockerfile.gpu", "Dockerfile.cpu"):
         text = (DOCKER / name).read_text()
-        assert "COPY pyproject.toml" in text and "COPY src ./src" in text
+        assert "COPY pyproject.toml" in text, name
+        for package in setuptools["packages"]:  # danq, components, pipelines
+            source = Path(package_dirs.get(package, package)).parts[0]
+            assert f"COPY {source} ./{source}\n" in text, (name, package)
         assert "pip install ." in text, name  # the pins come from pyproject, not the image
         assert "tensorflow-io" not in text
-    cpu_base = re.findall(r"^FROM (\S+)", (DOCKER / "Dockerfile.cpu").read_text(), flags=re.M)
-    assert cpu_base == ["python:3.11-slim"] and "3.11" in python
+    assert base_images("Dockerfile.cpu") == ["python:3.11-slim"] and "3.11" in python
+
+
+def test_mlflow_image_runs_the_client_version_with_postgres_and_gcs() -> None:
+    installed = pip_requirements("Dockerfile.mlflow")
+    assert installed["mlflow"] == requirement("mlflow")
+    assert installed["google-cloud-storage"] == requirement("google-cloud-storage")
+    assert "psycopg2-binary" in installed
+    # basic-auth (--app-name basic-auth in the Deployment) needs mlflow's "auth" extra.
+    assert '"mlflow[auth]==' in (DOCKER / "Dockerfile.mlflow").read_text()
+    (image,) = kustomization(MLFLOW_K8S)["images"]
+    assert image["name"] == deployment_container()["image"]
+    assert image["newTag"] == pinned("mlflow")
+
+
+# --- kustomize manifests -------------------------------------------------------------------
+
+
+def kustomization(folder: Path) -> dict[str, Any]:
+    return yaml.safe_load((folder / "kustomization.yaml").read_text())
+
+
+def resources(folder: Path) -> list[dict[str, Any]]:
+    objects = []
+    for name in kustomization(folder).get("resources", []):
+        objects += [o for o in yaml.safe_load_all((folder / name).read_text()) if o]
+    return objects
+
+
+def find(objects: list[dict], kind: str, name: str) -> dict[str, Any]:
+    (found,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    return found
+
+
+def read_env(path: Path) -> dict[str, str]:
+    """KEY=value lines of an env file (comments and blank lines skipped)."""
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def generated(folder: Path) -> dict[str, set[str]]:
+    """Keys of each generated ConfigMap and Secret; a git-ignored env file is read from the
+    .example beside it, which must list the same keys."""
+    spec = kustomization(folder)
+    keys: dict[str, set[str]] = {}
+    for generator in spec.get("configMapGenerator", []) + spec.get("secretGenerator", []):
+        names = {literal.split("=", 1)[0] for literal in generator.get("literals", [])}
+        names |= {Path(f).name for f in generator.get("files", [])}
+        for env in generator.get("envs", []):
+            names |= set(read_env(folder / f"{env}.example"))
+        keys[generator["name"]] = names
+    return keys
+
+
+def deployment_container() -> dict[str, Any]:
+    deployment = find(resources(MLFLOW_K8S), "Deployment", "mlflow")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def server_arguments() -> dict[str, str]:
+    """The Deployment's `mlflow server` options as {option: value} (flags map to '')."""
+    args = deployment_container()["args"]
+    assert args[0] == "server"
+    return dict((a.split("=", 1) + [""])[:2] for a in args[1:])
+
+
+def server_behaviour_options() -> list[str]:
+    """The Deployment's options without the placement ones (host, port, stores), for a test
+    server. --app-name is left out too: basic-auth needs Flask-WTF, which the server image
+    installs (mlflow[auth]) and the project's environment does not."""
+    return [
+        f"{k}={v}" if v else k
+        for k, v in server_arguments().items()
+        if k not in (*PLACEMENT_OPTIONS, "--app-name")
+    ]
+
+
+def service_uri(service: dict[str, Any], namespace: str) -> str:
+    (port,) = service["spec"]["ports"]
+    return f"http://{service['metadata']['name']}.{namespace}.svc.cluster.local:{port['port']}"
+
+
+def workloads(objects: list[dict]) -> list[dict]:
+    return [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+
+
+def test_every_kustomize_input_exists_and_real_secrets_are_git_ignored() -> None:
+    for folder in (MLFLOW_K8S, KUBEFLOW_USER_K8S):
+        spec = kustomization(folder)
+        for name in spec.get("resources", []):
+            assert (folder / name).is_file(), name
+        for generator in spec.get("configMapGenerator", []) + spec.get("secretGenerator", []):
+            for name in generator.get("files", []):
+                assert (folder / name).is_file(), name
+            for env in generator.get("envs", []):
+                assert (folder / f"{env}.example").is_file(), env
+                ignored = subprocess.run(
+                    ["git", "-C", str(REPO), "check-ignore", "-q", str(folder / env)]
+                )
+                assert ignored.returncode == 0, f"{folder / env} must be git-ignored"
+    for obj in resources(MLFLOW_K8S):
+        assert obj["apiVersion"] and obj["metadata"]["name"], obj
+    assert kustomization(MLFLOW_K8S)["namespace"] == "mlflow"
+
+
+def test_workloads_reference_what_the_kustomization_defines() -> None:
+    objects, keys = resources(MLFLOW_K8S), generated(MLFLOW_K8S)
+    for workload in workloads(objects):
+        pod = workload["spec"]["template"]
+        labels = pod["metadata"]["labels"]
+        assert workload["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        service = find(objects, "Service", workload["metadata"]["name"])
+        assert service["spec"]["selector"].items() <= labels.items()
+        if account := pod["spec"].get("serviceAccountName"):
+            find(objects, "ServiceAccount", account)
+        for volume in pod["spec"].get("volumes", []):
+            if "configMap" in volume:
+                names = {i["key"] for i in volume["configMap"].get("items", [])}
+                assert names <= keys[volume["configMap"]["name"]], volume
+        claims = {c["metadata"]["name"] for c in workload["spec"].get("volumeClaimTemplates", [])}
+        volumes = {v["name"] for v in pod["spec"].get("volumes", [])} | claims
+        for container in pod["spec"]["containers"]:
+            ports = {p["name"] for p in container["ports"]}
+            for port in service["spec"]["ports"]:
+                assert port["targetPort"] in ports, port
+            for env in container.get("env", []):
+                ref = env.get("valueFrom", {})
+                ref = ref.get("secretKeyRef") or ref.get("configMapKeyRef")
+                if ref:
+                    assert ref["key"] in keys[ref["name"]], env
+            for mount in container.get("volumeMounts", []):
+                assert mount["name"] in volumes, mount
+            assert {"requests", "limits"} <= container["resources"].keys(), container["name"]
+            for probe in ("readinessProbe", "livenessProbe"):
+                check = container[probe]
+                assert check.get("exec") or check["httpGet"]["port"] in ports, (probe, check)
+
+
+def test_mlflow_server_settings_agree_with_the_service_and_database() -> None:
+    objects = resources(MLFLOW_K8S)
+    options = server_arguments()
+    service = find(objects, "Service", "mlflow")
+    uri = urlsplit(service_uri(service, "mlflow"))
+    allowed = options["--allowed-hosts"].split(",")
+    short = ["mlflow", "mlflow.mlflow", "mlflow.mlflow.svc", "mlflow.mlflow.svc.cluster.local"]
+    for host in short:
+        assert {host, f"{host}:{uri.port}"} <= set(allowed), host
+    assert {"localhost", "localhost:*"} <= set(allowed)  # kubectl port-forward
+    (port,) = deployment_container()["ports"]
+    assert options["--port"] == str(port["containerPort"])
+    assert service["spec"]["ports"][0]["targetPort"] == port["name"]
+    assert "--serve-artifacts" in options and options["--app-name"] == "basic-auth"
+
+    # $(VAR) in args is expanded by Kubernetes only for variables the container defines.
+    defined = {e["name"] for e in deployment_container()["env"]}
+    assert set(re.findall(r"\$\((\w+)\)", " ".join(deployment_container()["args"]))) <= defined
+
+    postgres = find(objects, "Service", "postgres")
+    databases = {"mlflow"} | set(
+        re.findall(r"CREATE DATABASE (\w+)", (MLFLOW_K8S / "postgres-init.sql").read_text())
+    )
+    auth_ini = (MLFLOW_K8S / "basic_auth.ini").read_text()
+    (auth_db,) = re.findall(r"^database_uri = (\S+)", auth_ini, flags=re.M)
+    for store in (options["--backend-store-uri"], auth_db):
+        parts = urlsplit(store)
+        assert parts.scheme == "postgresql" and parts.password is None, store  # PGPASSWORD
+        assert parts.hostname == "postgres.mlflow.svc.cluster.local", store
+        assert parts.port == postgres["spec"]["ports"][0]["port"], store
+        assert parts.path.lstrip("/") in databases, store
+    statefulset = find(objects, "StatefulSet", "postgres")
+    (db,) = statefulset["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in db["env"]}
+    assert env["POSTGRES_USER"] == urlsplit(options["--backend-store-uri"]).username
+    assert kustomization(MLFLOW_K8S)["configMapGenerator"][0]["literals"][0].startswith(
+        "MLFLOW_ARTIFACTS_DESTINATION=gs://"
+    )
+
+
+def render(folder: Path, tmp_path: Path) -> list[dict[str, Any]]:
+    """`kubectl kustomize` of a copy whose secret env files are made from the examples."""
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed")
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy)
+    for example in copy.glob("secrets/*.env.example"):
+        values = {k: v or "test-value" for k, v in read_env(example).items()}
+        example.with_suffix("").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(copy)], capture_output=True, text=True, check=True
+    )
+    return [o for o in yaml.safe_load_all(out.stdout) if o]
+
+
+def test_kustomize_renders_with_generated_names_wired_in(tmp_path: Path) -> None:
+    objects = render(MLFLOW_K8S, tmp_path)
+    assert {o["metadata"].get("namespace", "mlflow") for o in objects} == {"mlflow"}
+    generated_names = {
+        o["metadata"]["name"] for o in objects if o["kind"] in ("Secret", "ConfigMap")
+    }
+    for workload in workloads(objects):
+        spec = workload["spec"]["template"]["spec"]
+        refs = [
+            ref["name"]
+            for c in spec["containers"]
+            for e in c.get("env", [])
+            for ref in e.get("valueFrom", {}).values()
+        ] + [v["configMap"]["name"] for v in spec.get("volumes", []) if "configMap" in v]
+        assert refs and set(refs) <= generated_names, workload["metadata"]["name"]
+    account = find(objects, "ServiceAccount", "mlflow")
+    assert "iam.gke.io/gcp-service-account" in account["metadata"]["annotations"]
+    (container,) = find(objects, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"]
+    assert container["image"].endswith(f"danq-mlflow:{pinned('mlflow')}")
+
+    (secret,) = render(KUBEFLOW_USER_K8S, tmp_path)
+    assert secret["kind"] == "Secret" and secret["metadata"]["name"] == "mlflow-credentials"
+
+
+# --- GKE node pool (Terraform) -------------------------------------------------------------
+
+
+def terraform_text() -> str:
+    return "".join(p.read_text() for p in sorted(GKE.glob("*.tf")))
+
+
+def terraform_block(text: str, header: str) -> dict[str, str]:
+    """`name = "value"` attributes of the first block opened by header (no nested blocks)."""
+    match = re.search(re.escape(header) + r"\s*\{([^{}]*)\}", text)
+    assert match, header
+    return dict(re.findall(r'^\s*(\w+)\s*=\s*"([^"]*)"', match.group(1), flags=re.M))
+
+
+def gpu_taint() -> dict[str, str]:
+    taint = terraform_block(terraform_text(), "taint")
+    return {"key": taint["key"], "effect": TAINT_EFFECTS[taint["effect"]]}
+
+
+def default_accelerator() -> str:
+    return terraform_block(terraform_text(), 'variable "accelerator_type"')["default"]
+
+
+def test_terraform_is_well_formed_and_taints_gpu_nodes() -> None:
+    if shutil.which("terraform") is not None:
+        check = subprocess.run(
+            ["terraform", "fmt", "-check", "-diff", str(GKE)], capture_output=True, text=True
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
+    assert gpu_taint() == {"key": "nvidia.com/gpu", "effect": "NoSchedule"}
+    assert "guest_accelerator" in terraform_text() and default_accelerator() == "nvidia-l4"
+    assert 'gpu_driver_version = "LATEST"' in terraform_text()
+
+
+# --- the compiled pipeline against this infrastructure ------------------------------------
+
+
+def compiled_pipeline() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The PipelineSpec and the kubernetes platform spec's executors of the compiled YAML."""
+    assert PIPELINE_YAML.is_file(), f"{PIPELINE_YAML} is missing: run `danq pipeline compile`"
+    spec, platform = yaml.safe_load_all(PIPELINE_YAML.read_text())
+    return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def gpu_executors(spec: dict[str, Any]) -> list[str]:
+    return [
+        name
+        for name, executor in spec["deploymentSpec"]["executors"].items()
+        if executor.get("container", {}).get("resources", {}).get("accelerator")
+    ]
+
+
+def tasks(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
+    return [task for dag in dags for task in dag["tasks"].values()]
+
+
+def test_pipeline_schedules_training_on_the_gpu_pool() -> None:
+    from danq.kfp_tasks import gpu_node_selector
+
+    spec, executors = compiled_pipeline()
+    gpu = gpu_executors(spec)
+    assert gpu, "no step of the pipeline asks for a GPU"
+    for name in gpu:
+        assert gpu_taint() | {"operator": "Exists"} in executors[name]["tolerations"], name
+        selector = executors[name]["nodeSelector"]
+        labels = selector.get("labels")
+        if labels is None:  # a JSON selector from a task output: follow it to gpu_type
+            assert "nodeSelectorJson" in selector, name
+            (producer,) = [
+                t for t in tasks(spec) if t["componentRef"]["name"] == "comp-gpu-node-selector"
+            ]
+            source = producer["inputs"]["parameters"]["gpu_type"]["componentInputParameter"]
+            default = spec["root"]["inputDefinitions"]["parameters"][source]["defaultValue"]
+            labels = gpu_node_selector(default)
+        assert labels == {GKE_ACCELERATOR_LABEL: default_accelerator()}, name
+
+
+def test_pipeline_reads_the_secrets_and_server_this_infrastructure_provides() -> None:
+    spec, executors = compiled_pipeline()
+    keys = generated(KUBEFLOW_USER_K8S)
+    secrets = [s for executor in executors.values() for s in executor.get("secretAsEnv", [])]
+    assert secrets, "no step reads a secret"
+    for secret in secrets:
+        wanted = {k["secretKey"] for k in secret["keyToEnv"]}
+        assert wanted <= keys[secret["secretName"]], secret["secretName"]
+
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    default_uri = parameters["mlflow_tracking_uri"]["defaultValue"]
+    service = find(resources(MLFLOW_K8S), "Service", "mlflow")
+    assert default_uri == service_uri(service, kustomization(MLFLOW_K8S)["namespace"])
+    assert urlsplit(default_uri).netloc in server_arguments()["--allowed-hosts"].split(",")
