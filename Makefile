@@ -11,6 +11,7 @@ help:
 	@echo "make run    - synthesize data, then dvc repro (validate, prepare, train, evaluate, promote)"
 	@echo "make test   - the test suite"
 	@echo "make lint   - ruff"
+	@echo "make bench  - benchmark suite -> benchmarks/results.md, .json (BENCH_ARGS for flags)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,9 +25,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks components pipelines
+	$(BIN)/ruff format --check src tests benchmarks components pipelines
 
 clean:
 	rm -rf build .dvc/tmp
