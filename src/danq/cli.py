@@ -216,6 +216,35 @@ def cmd_promote(args: argparse.Namespace, params: Params) -> int:
     return promote.run(args, params)
 
 
+def cmd_study(args: argparse.Namespace, params: Params) -> int:
+    _quiet_tensorflow()
+    from danq import study
+
+    return study.run(args, params)
+
+
+def add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `danq study` (declared here so that --help does not load TensorFlow)."""
+    parser.add_argument("--shards", help="prepared shards (default: <work_dir>/shards)")
+    parser.add_argument(
+        "--out", help="report folder: analysis, report, runs.csv/json (default: <work_dir>/study)"
+    )
+    parser.add_argument(
+        "--runs", help="the runs' models and checkpoints (default: <work_dir>/study-runs)"
+    )
+    parser.add_argument(
+        "--max-runs",
+        type=int,
+        help="train at most this many missing runs, then stop (run again to continue)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="runs trained side by side, one TensorFlow thread each (default: 1)",
+    )
+
+
 def cmd_registry_rollback(args: argparse.Namespace, params: Params) -> int:
     from danq import registry
 
@@ -367,6 +396,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     promote_module.add_arguments(promote)
     promote.set_defaults(handler=cmd_promote)
+
+    study = commands.add_parser(
+        "study",
+        help="multi-seed study: does random dropout converge in fewer epochs? (params: study)",
+        description="Train study.seeds runs per arm (baseline; random dropout redrawn per run, "
+        "epoch or batch; optional rate ranges) at each of study.batch_sizes, evaluate each on "
+        "the test split, and compare every random arm with the baseline: epochs to early "
+        "stop, best epoch, time to best, best val loss, test AUROC/AUPR, with bootstrap CIs "
+        "and Mann-Whitney U tests. Runs are MLflow child runs of one parent run; an "
+        "interrupted study resumes where it stopped. Writes report.md/html to --out.",
+    )
+    add_study_arguments(study)
+    study.set_defaults(handler=cmd_study)
 
     registry = commands.add_parser("registry", help="inspect the model registry, roll back")
     registry_commands = registry.add_subparsers(

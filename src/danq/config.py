@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_PARAMS = "params.yaml"
 
@@ -215,6 +222,68 @@ class PromoteConfig(_Strict):
     max_retries: int = Field(3, ge=0)
 
 
+StudyArm = Literal["baseline", "run", "epoch", "batch"]
+
+
+class RangeSweep(_Strict):
+    """One pair of random-dropout ranges for the study's optional range sweep."""
+
+    pool: RateRange
+    lstm: RateRange
+
+
+class StudyConfig(_Strict):
+    """`danq study`: seeds per arm, the arms, and the training settings every study run shares.
+
+    An arm is a dropout schedule (the fixed-rate baseline, or random dropout redrawn per run,
+    epoch or batch) at one batch size; each range in `ranges` adds a random-dropout arm
+    (redrawn per `range_redraw`) per batch size. Every random arm is compared with the
+    baseline at its batch size. Seed i trains with train.seed + i in every arm.
+    """
+
+    seeds: int = Field(5, ge=2, description="runs per arm (a rank test needs at least 2)")
+    arms: list[StudyArm] = Field(
+        default_factory=lambda: ["baseline", "run", "epoch", "batch"], min_length=2
+    )
+    batch_sizes: list[int] = Field(default_factory=lambda: [100, 250], min_length=1)
+    ranges: list[RangeSweep] = Field(default_factory=list)
+    range_redraw: Literal["run", "epoch", "batch"] = "epoch"
+    # Calibrated on the embedded data (see params.yaml): runs stop early within max_epochs.
+    model: ModelConfig = ModelConfig(
+        preset="custom",
+        conv_filters=32,
+        conv_width=20,
+        pool_size=26,
+        lstm_units=32,
+        dense_units=128,
+    )
+    learning_rate: float | None = Field(0.003, gt=0.0, lt=1.0, description="None: train's")
+    max_epochs: int = Field(30, gt=0)
+    patience: int = Field(2, ge=1)
+    samples_per_epoch: int | None = Field(
+        None, gt=0, description="None: an epoch is one pass over the training data"
+    )
+    bootstrap_samples: int = Field(2000, ge=100)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    experiment: str = "danq-study"
+
+    @field_validator("arms")
+    @classmethod
+    def _arms_with_baseline(cls, arms: list[StudyArm]) -> list[StudyArm]:
+        if "baseline" not in arms:
+            raise ValueError("must include baseline, the reference of every comparison")
+        if len(set(arms)) != len(arms):
+            raise ValueError("an arm is listed twice")
+        return arms
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _distinct_sizes(cls, sizes: list[int]) -> list[int]:
+        if len(set(sizes)) != len(sizes) or min(sizes) < 1:
+            raise ValueError("must be distinct positive batch sizes")
+        return sizes
+
+
 class Params(_Strict):
     seed: int = Field(7, ge=0)
     paths: Paths = Paths()
@@ -227,6 +296,7 @@ class Params(_Strict):
     mlflow: MlflowConfig = MlflowConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     promote: PromoteConfig = PromoteConfig()
+    study: StudyConfig = StudyConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

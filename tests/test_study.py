@@ -1,0 +1,284 @@
+"""`danq study` end to end on tiny data: resume, MLflow grouping, and the analysis checked
+against statistics computed here by hand from the recorded per-run values."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+
+from danq.cli import main
+from danq.config import ConfigError, load_params
+
+TINY_MODEL = dict(
+    preset="custom", conv_filters=8, conv_width=10, pool_size=5, lstm_units=4, dense_units=8
+)
+# 2 seeds x 2 arms at one batch size; patience 1 so that some runs stop early.
+TINY_STUDY = dict(
+    seeds=2,
+    arms=["baseline", "epoch"],
+    batch_sizes=[32],
+    model=TINY_MODEL,
+    max_epochs=4,
+    patience=1,
+    learning_rate=0.05,
+    bootstrap_samples=500,
+    experiment="danq-study-test",
+)
+ARMS = ("baseline-b32", "epoch-b32")
+
+
+def write_params(folder: Path, data: Path, tracking_uri: str, **study: object) -> Path:
+    raw = {
+        "seed": 11,
+        "paths": {"data_dir": str(data), "work_dir": str(folder / "build")},
+        "train": {"shuffle_buffer": 100, "seed": 5},
+        "mlflow": {"tracking_uri": tracking_uri},
+        "study": {**TINY_STUDY, **study},
+    }
+    folder.mkdir(exist_ok=True)
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def study_command(params: Path, shards: Path, out: Path, *extra: str) -> int:
+    """`danq study`; the runs go to <work_dir>/study-runs."""
+    return main(
+        ["--params", str(params), "study", "--shards", str(shards), "--out", str(out), *extra]
+    )
+
+
+def record_files(study: dict) -> list[Path]:
+    return sorted((study["root"] / "build" / "study-runs").glob("*/*/*/record.json"))
+
+
+@pytest.fixture(scope="module")
+def study(tiny_data, tiny_shards, tmp_path_factory) -> dict:
+    """A tiny study stopped after its first run, then run again to the end in two workers."""
+    root = tmp_path_factory.mktemp("study")
+    uri = f"sqlite:///{root}/mlflow.db"
+    params = write_params(root, tiny_data, uri)
+    out = root / "study"
+
+    assert study_command(params, tiny_shards, out, "--max-runs", "1") == 0
+    (first,) = (root / "build" / "study-runs").glob("*/*/*/record.json")
+    after_stop = {
+        "record": first,
+        "report": (out / "report.md").exists(),
+        "first_record": first.read_text(),
+        "first_mtime": first.stat().st_mtime_ns,
+    }
+    # The other three runs in two worker processes.
+    assert study_command(params, tiny_shards, out, "--workers", "2") == 0
+    return {"root": root, "uri": uri, "params": params, "out": out, "after_stop": after_stop}
+
+
+def runs(study: dict) -> list[dict]:
+    return json.loads((study["out"] / "runs.json").read_text())
+
+
+def values(records: list[dict], arm: str, metric: str) -> list[float]:
+    return [float(r[metric]) for r in records if r["arm"] == arm]
+
+
+def test_a_stopped_study_resumes_with_only_the_missing_runs(study):
+    stopped = study["after_stop"]
+    first = stopped["record"]
+    assert first.parts[-3:] == ("baseline-b32", "seed0", "record.json")
+    assert not stopped["report"]  # written once every run is done
+    assert len(record_files(study)) == 4
+    assert first.read_text() == stopped["first_record"]  # not trained again
+    assert first.stat().st_mtime_ns == stopped["first_mtime"]
+    records = runs(study)
+    assert sorted((r["arm"], r["seed_index"]) for r in records) == [
+        (arm, seed) for arm in ARMS for seed in (0, 1)
+    ]
+    assert len({r["run_id"] for r in records}) == 4
+    # The two seeds train with train.seed + i, the same in both arms.
+    assert sorted({r["seed"] for r in records}) == [5, 6]
+
+
+def test_runs_are_mlflow_children_of_one_parent_run(study):
+    mlflow.set_tracking_uri(study["uri"])
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(TINY_STUDY["experiment"])
+    all_runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in all_runs if r.data.tags.get("danq.study.role") == "parent"]
+    assert len(parents) == 1
+    parent = parents[0]
+    children = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == len(all_runs) - 1 == 4  # no run trained twice
+    by_id = {r["run_id"]: r for r in runs(study)}
+    for child in children:
+        record = by_id[child.info.run_id]
+        assert child.data.tags["danq.study.arm"] == record["arm"]
+        assert child.data.metrics["test_macro_auroc"] == pytest.approx(record["test_macro_auroc"])
+        assert child.data.params["train.batch_size"] == "32"
+    assert parent.info.status == "FINISHED"
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "study")}
+    assert {"study/report.md", "study/report.html", "study/analysis.json"} <= artifacts
+    assert "epoch-b32.epochs_to_stop.difference" in parent.data.metrics
+
+
+def hand_u(arm: list[float], baseline: list[float]) -> float:
+    """Mann-Whitney U of arm vs baseline by counting pairs, ties as one half."""
+    return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in arm for b in baseline)
+
+
+def hand_variance(xs: list[float]) -> float:
+    mean = sum(xs) / len(xs)
+    return sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
+
+
+def hand_bootstrap(baseline: list[float], arm: list[float], n: int, seed: int) -> list[float]:
+    """The documented procedure, one resample at a time."""
+    rng = np.random.default_rng(seed)
+    base_draws = rng.integers(0, len(baseline), (n, len(baseline)))
+    arm_draws = rng.integers(0, len(arm), (n, len(arm)))
+    return sorted(
+        sum(arm[i] for i in arm_draws[k]) / len(arm)
+        - sum(baseline[i] for i in base_draws[k]) / len(baseline)
+        for k in range(n)
+    )
+
+
+def test_analysis_matches_hand_computed_statistics(study):
+    records = runs(study)
+    analysis = json.loads((study["out"] / "analysis.json").read_text())
+    (comparison,) = analysis["comparisons"]
+    assert (comparison["arm"], comparison["baseline"]) == ("epoch-b32", "baseline-b32")
+    metrics = (
+        "epochs_to_stop",
+        "best_epoch",
+        "time_to_best_s",
+        "best_val_loss",
+        "test_macro_auroc",
+        "test_macro_aupr",
+    )
+    for metric in metrics:
+        base = values(records, "baseline-b32", metric)
+        arm = values(records, "epoch-b32", metric)
+        for name, xs in (("baseline-b32", base), ("epoch-b32", arm)):
+            summary = analysis["arms"][name][metric]
+            assert summary["mean"] == pytest.approx(sum(xs) / 2)
+            assert summary["var"] == pytest.approx(hand_variance(xs), abs=1e-12)
+            assert summary["max"] == max(xs)
+        c = comparison["metrics"][metric]
+        assert c["difference"] == pytest.approx(sum(arm) / 2 - sum(base) / 2, abs=1e-12)
+        assert c["mann_whitney_u"] == hand_u(arm, base)
+        draws = hand_bootstrap(base, arm, TINY_STUDY["bootstrap_samples"], seed=11)
+        assert c["ci_low"] == pytest.approx(np.quantile(draws, 0.025), abs=1e-12)
+        assert c["ci_high"] == pytest.approx(np.quantile(draws, 0.975), abs=1e-12)
+    # Epochs to stop: the early-stop epoch, or max_epochs for a run that never stopped.
+    for r in records:
+        curves = r["curves"]
+        assert r["epochs_to_stop"] == len(curves["val_loss"])
+        if not r["early_stopped"]:
+            assert r["epochs_to_stop"] == TINY_STUDY["max_epochs"]
+        best = int(np.argmin(curves["val_loss"])) + 1
+        assert r["best_epoch"] == best
+        assert r["best_val_loss"] == pytest.approx(min(curves["val_loss"]))
+
+
+def test_report_files_show_every_arm(study):
+    out = study["out"]
+    for name in ("report.md", "report.html", "runs.csv", "epochs_to_stop.png"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "val_loss_curves.png").exists() and (out / "val_auroc_curves.png").exists()
+    markdown = (out / "report.md").read_text()
+    assert "random, per epoch (batch 32): early stop at epoch" in markdown
+    assert markdown.count("| baseline (batch 32) |") == 2  # summary and spread tables
+    assert "data:image/png;base64," in (out / "report.html").read_text()
+    assert len((out / "runs.csv").read_text().splitlines()) == 5
+
+
+def test_a_study_folder_refuses_other_settings(study, tiny_shards, capsys):
+    params = write_params(study["root"] / "other", Path("."), study["uri"], patience=2)
+    code = study_command(params, tiny_shards, study["out"])
+    assert code == 1
+    assert "study.patience: 1 there, 2 now" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("study.arms=[run, epoch]", "study.arms"),
+        ("study.arms=[baseline, baseline]", "study.arms"),
+        ("study.batch_sizes=[100, 100]", "study.batch_sizes"),
+        ("study.seeds=1", "study.seeds"),
+        (
+            "study.ranges=[{pool: {low: 0.3, high: 0.1}, lstm: {low: 0.4, high: 0.6}}]",
+            "study.ranges",
+        ),
+    ],
+)
+def test_bad_study_settings_name_the_key(override, key, tmp_path):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_params(tmp_path / "none.yaml", [override])
+
+
+def test_a_killed_study_resumes_its_interrupted_run_from_the_checkpoint(
+    tiny_data, tiny_shards, tmp_path
+):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    # Patience 12 of 12 epochs: the first run is still training when it is killed.
+    params = write_params(tmp_path, tiny_data, uri, max_epochs=12, patience=12)
+    out = tmp_path / "study"
+    command = [sys.executable, "-m", "danq.cli", "--params", str(params), "study"]
+    command += ["--shards", str(tiny_shards), "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pattern = "build/study-runs/*/baseline-b32/seed0/checkpoint/state.json"
+    deadline = time.monotonic() + 240
+    while True:
+        state = next(tmp_path.glob(pattern), None)
+        if state is not None and json.loads(state.read_text())["epoch"] >= 1:
+            break
+        assert process.poll() is None and time.monotonic() < deadline, "no epoch checkpointed"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved = json.loads(state.read_text())
+    assert saved["epoch"] < 12
+
+    assert study_command(params, tiny_shards, out, "--max-runs", "1") == 0
+    run = state.parents[1]
+    history = json.loads((run / "history.json").read_text())
+    assert history["resumed_at_epochs"] == [saved["epoch"]]
+    assert len(history["epochs"]) == 12
+    record = json.loads((run / "record.json").read_text())
+    assert record["run_id"] == saved["run_id"]  # the same MLflow run, continued
+
+
+def test_each_arm_trains_with_its_schedule_batch_size_and_seed(tmp_path):
+    from danq.study import run_params, study_arms
+
+    sweep = "[{pool: {low: 0.0, high: 0.2}, lstm: {low: 0.3, high: 0.5}}]"
+    params = load_params(
+        tmp_path / "none.yaml",
+        ["study.batch_sizes=[100, 250]", "study.samples_per_epoch=12000", f"study.ranges={sweep}"],
+    )
+    arms = {arm.name: arm for arm in study_arms(params)}
+    assert list(arms)[:5] == ["baseline-b100", "run-b100", "epoch-b100", "batch-b100"] + [
+        "epoch-p0.0-0.2-l0.3-0.5-b100"
+    ]
+    assert len(arms) == 10
+    swept = run_params(params, arms["epoch-p0.0-0.2-l0.3-0.5-b250"], seed_index=3)
+    assert swept.dropout.random_dropout.pool.high == 0.2
+    assert swept.dropout.random_dropout.lstm.low == 0.3
+    assert swept.train.batch_size == 250 and swept.train.steps_per_epoch == 48  # 12,000 samples
+    assert swept.train.seed == params.train.seed + 3
+    assert swept.train.learning_rate == params.study.learning_rate
+    assert swept.model == params.study.model
+    per_batch = run_params(params, arms["batch-b100"], seed_index=0)
+    assert per_batch.dropout.random_dropout.redraw == "batch"
+    assert per_batch.train.steps_per_epoch == 120
+    assert per_batch.mlflow.experiment == "danq-study"
