@@ -208,6 +208,34 @@ def test_a_study_folder_refuses_other_settings(study, tiny_shards, capsys):
     assert "study.patience: 1 there, 2 now" in capsys.readouterr().err
 
 
+def test_a_copied_study_folder_gets_a_parent_run_in_the_new_tracking_store(
+    study, tiny_shards, tmp_path
+):
+    """A committed report's study.json names a parent run of another store: the same study
+    in a fresh clone starts a new parent run rather than logging to a run that is not there."""
+    import shutil
+
+    from danq.study import open_study
+
+    copied = tmp_path / "study"
+    shutil.copytree(study["out"], copied)
+    old = json.loads((copied / "study.json").read_text())
+    uri = f"sqlite:///{tmp_path}/fresh.db"
+    params = load_params(study["params"], [f"mlflow.tracking_uri={uri}"])
+    opened = open_study(params, str(tiny_shards), copied)
+    assert opened["fingerprint"] == old["fingerprint"]
+    assert opened["parent_run_id"] != old["parent_run_id"]
+    assert json.loads((copied / "study.json").read_text()) == opened
+    parent = mlflow.MlflowClient(uri).get_run(opened["parent_run_id"])
+    assert parent.data.tags["danq.study.role"] == "parent"
+    # In its own store the study keeps its parent run.
+    params = load_params(study["params"])
+    assert (
+        open_study(params, str(tiny_shards), study["out"])["parent_run_id"]
+        == (json.loads((study["out"] / "study.json").read_text())["parent_run_id"])
+    )
+
+
 @pytest.mark.parametrize(
     ("override", "key"),
     [

@@ -37,6 +37,7 @@ from typing import Any
 import keras
 import mlflow
 from mlflow.entities import Param
+from mlflow.exceptions import MlflowException
 
 from danq import storage, tracking
 from danq.config import Params, RangeSweep, parse_params
@@ -160,6 +161,9 @@ def open_study(params: Params, shard_dir: str, out: Path) -> dict[str, Any]:
     settings = study_settings(params, shard_dir)
     fingerprint = settings_hash(settings)
     path = out / STUDY_FILE
+    tracking.quiet_mlflow()
+    mlflow.set_tracking_uri(params.mlflow.resolved_tracking_uri())
+    client = mlflow.MlflowClient()
     if path.exists():
         study = json.loads(path.read_text())
         if study["fingerprint"] != fingerprint:
@@ -167,11 +171,10 @@ def open_study(params: Params, shard_dir: str, out: Path) -> dict[str, Any]:
                 f"{out} holds a study with other settings "
                 f"({settings_diff(study['settings'], settings)}); choose another --out"
             )
-        return study
-    tracking.quiet_mlflow()
-    mlflow.set_tracking_uri(params.mlflow.resolved_tracking_uri())
+        if parent_run_exists(client, study["parent_run_id"]):
+            return study
+        # A committed report (or another tracking store): same settings, new parent run.
     experiment = mlflow.set_experiment(params.study.experiment)
-    client = mlflow.MlflowClient()
     parent = client.create_run(
         experiment.experiment_id,
         run_name=f"study-{fingerprint[:8]}",
@@ -190,6 +193,14 @@ def open_study(params: Params, shard_dir: str, out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     write_json(path, study)
     return study
+
+
+def parent_run_exists(client: mlflow.MlflowClient, run_id: str) -> bool:
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        return False
+    return True
 
 
 class JoinStudy(keras.callbacks.Callback):
