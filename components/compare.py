@@ -29,16 +29,10 @@ def compare(
     import shutil
     import tempfile
 
-    from danq.kfp_tasks import blessing_markdown, compare_candidates, task_params
+    from danq.kfp_tasks import blessing_markdown, compare_candidates, promotion_params
 
-    params = task_params(
-        {
-            "mlflow.tracking_uri": mlflow_tracking_uri,
-            "mlflow.registered_model": registered_model,
-            "promote.min_macro_auroc": min_macro_auroc,
-            "promote.min_macro_aupr": min_macro_aupr,
-        },
-        overrides,
+    params = promotion_params(
+        mlflow_tracking_uri, registered_model, min_macro_auroc, min_macro_aupr, overrides
     )
     work = tempfile.mkdtemp(prefix="danq-compare-")
     _, blessing = compare_candidates(

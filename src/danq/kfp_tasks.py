@@ -45,6 +45,25 @@ def task_params(settings: Mapping[str, Any], overrides: Sequence[str] = ()) -> P
     return load_params(os.devnull, [*pairs, *overrides])
 
 
+def promotion_params(
+    mlflow_tracking_uri: str,
+    registered_model: str,
+    min_macro_auroc: float,
+    min_macro_aupr: float,
+    overrides: Sequence[str] = (),
+) -> Params:
+    """task_params of the steps that read or change the registry (compare, promote)."""
+    return task_params(
+        {
+            "mlflow.tracking_uri": mlflow_tracking_uri,
+            "mlflow.registered_model": registered_model,
+            "promote.min_macro_auroc": min_macro_auroc,
+            "promote.min_macro_aupr": min_macro_aupr,
+        },
+        overrides,
+    )
+
+
 def gpu_node_selector(gpu_type: str) -> dict[str, str]:
     """The GKE node selector that places a pod on a node with this accelerator type."""
     if not gpu_type or not all(c.isalnum() or c in "-_." for c in gpu_type):
