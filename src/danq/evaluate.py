@@ -79,7 +79,10 @@ def target_table(n_targets: int, data_dir: str | None) -> tuple[list[str], dict[
 
 
 def curve_points(y_true: np.ndarray, y_score: np.ndarray) -> dict[str, np.ndarray]:
-    """ROC and precision-recall curve points of one target over distinct thresholds."""
+    """ROC and precision-recall curve points of one target over distinct thresholds.
+
+    Point i > 0 counts the scores >= thresholds[i] as positive; the (0, 0) start has a
+    threshold just above the highest score."""
     order = np.argsort(-y_score, kind="mergesort")
     y, s = y_true[order].astype(np.float64), y_score[order]
     last_of_tie = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
@@ -87,6 +90,7 @@ def curve_points(y_true: np.ndarray, y_score: np.ndarray) -> dict[str, np.ndarra
     fp = (last_of_tie + 1) - tp
     positives, negatives = max(tp[-1], 1), max(fp[-1], 1)
     return {
+        "thresholds": np.r_[np.nextafter(s[0], np.inf), s[last_of_tie]],
         "fpr": np.r_[0.0, fp / negatives],
         "tpr": np.r_[0.0, tp / positives],
         "recall": np.r_[0.0, tp / positives],

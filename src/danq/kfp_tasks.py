@@ -176,17 +176,13 @@ def roc_curve(eval_dir: str, max_points: int = ROC_MAX_POINTS) -> RocCurve:
         y_true = predictions["y_true"][:, index]
         y_score = predictions["y_score"][:, index].astype(np.float64)
     points = curve_points(y_true, y_score)
-    # curve_points has one point per distinct score (descending) after the (0, 0) start,
-    # which is the threshold just above the highest score.
-    distinct = np.unique(y_score)[::-1]
-    thresholds = np.r_[np.nextafter(distinct[0], np.inf), distinct]
-    keep = np.unique(np.linspace(0, len(thresholds) - 1, min(max_points, len(thresholds))).round())
-    keep = keep.astype(int)
+    n = len(points["thresholds"])
+    keep = np.unique(np.linspace(0, n - 1, min(max_points, n)).round()).astype(int)
     return RocCurve(
         target=target,
         fpr=points["fpr"][keep].tolist(),
         tpr=points["tpr"][keep].tolist(),
-        thresholds=thresholds[keep].tolist(),
+        thresholds=points["thresholds"][keep].tolist(),
     )
 
 
