@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from danq.deepsea import SplitWriter, open_split
+from danq.io.deepsea import SplitWriter, open_split
 
 WRITE_CHUNK = 10_000
 LABEL_PREVALENCE = 0.02  # about DeepSEA's mean share of positive labels

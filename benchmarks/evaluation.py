@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from benchmarks.records import Figure, Summary
-from danq.metrics import per_target_auroc_aupr
+from danq.evaluation.metrics import per_target_auroc_aupr
 
 ROW_CHUNK = 50_000
 PREVALENCE = 0.02
@@ -71,7 +71,7 @@ def evaluation_benchmark(
             f"evaluation, {n_rows:,} x {n_targets} (AUROC + AUPR per target)",
             "s",
             ours,
-            "danq.metrics.per_target_auroc_aupr",
+            "danq.evaluation.metrics.per_target_auroc_aupr",
             Summary.of(sk_times),
             f"scikit-learn loop, timed on {len(subset)} targets and extrapolated",
             higher_is_better=False,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from benchmarks.data import write_random_split
 from benchmarks.records import Figure, Summary
-from danq.shards import MANIFEST, read_manifest
+from danq.data.shards import MANIFEST, read_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 MB = 2**20

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from benchmarks.records import Figure, Summary
-from danq.dataset import make_dataset
+from danq.data.dataset import make_dataset
 
 GPU_FEED_SAMPLES_PER_S = 20_000  # the absolute rate the issue asks for, so a GPU is kept busy
 CONSUMPTION_TARGET = 20.0

@@ -1,6 +1,6 @@
 """A faithful PyTorch port of DanQ, the reference for training throughput.
 
-Same layers and sizes as `danq.model.build_danq` with the `danq` preset: Conv1d 320 x 26
+Same layers and sizes as `danq.model.network.build_danq` with the `danq` preset: Conv1d 320 x 26
 (valid), ReLU, MaxPool 13/13, dropout 0.2, BiLSTM 320 per direction (batch-first, fed
 (batch, positions, channels)), dropout 0.5, Linear 925 + ReLU, Linear 919 with sigmoid and
 binary cross-entropy, RMSprop lr 1e-3 with Keras's rho 0.9 and epsilon 1e-7.

@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 
 from danq.config import DropoutConfig, ModelConfig, TrainConfig
-from danq.dropout import dropout_policy
-from danq.model import build_danq, compile_danq
-from danq.shards import read_manifest
-from danq.train import configure_devices, training_batches
+from danq.data.shards import read_manifest
+from danq.model.dropout import dropout_policy
+from danq.model.network import build_danq, compile_danq
+from danq.training.loop import configure_devices, training_batches
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ def compare(
     import shutil
     import tempfile
 
-    from danq.kfp_tasks import blessing_markdown, compare_candidates, promotion_params
+    from danq.kfp.tasks import blessing_markdown, compare_candidates, promotion_params
 
     params = promotion_params(
         mlflow_tracking_uri, registered_model, min_macro_auroc, min_macro_aupr, overrides

@@ -18,7 +18,7 @@ def evaluate(
     overrides: list,
 ):
     """metrics.json, per_target.tsv, curves.json and predictions.npz in evaluation/."""
-    from danq.kfp_tasks import evaluate_model, roc_curve, task_params
+    from danq.kfp.tasks import evaluate_model, roc_curve, task_params
 
     params = task_params({"mlflow.tracking_uri": mlflow_tracking_uri}, overrides)
     result = evaluate_model(params, model.path, f"{shards.path}/test", evaluation.path, data.path)

@@ -23,7 +23,7 @@ def promote(
     import shutil
     import tempfile
 
-    from danq.kfp_tasks import blessing_markdown, promote_round, promotion_params
+    from danq.kfp.tasks import blessing_markdown, promote_round, promotion_params
 
     params = promotion_params(
         mlflow_tracking_uri, registered_model, min_macro_auroc, min_macro_aupr, overrides

@@ -9,6 +9,6 @@ from components import DEFAULT_CPU_IMAGE
 @dsl.component(base_image=DEFAULT_CPU_IMAGE, install_kfp_package=False)
 def gpu_node_selector(gpu_type: str) -> dict:
     """{"cloud.google.com/gke-accelerator": gpu_type}, checked."""
-    from danq.kfp_tasks import gpu_node_selector as selector
+    from danq.kfp.tasks import gpu_node_selector as selector
 
     return selector(gpu_type)

@@ -21,7 +21,7 @@ def train(
 ):
     """model.keras, history.json, training_curve.png and run.json (the MLflow run).
     Fails when fewer than gpu_count GPUs are visible (0: CPU allowed, as in local runs)."""
-    from danq.kfp_tasks import task_params, train_model
+    from danq.kfp.tasks import task_params, train_model
 
     params = task_params(
         {

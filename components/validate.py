@@ -17,7 +17,7 @@ def validate(
     """Great Expectations gate over train/valid/test.mat; raises DataGateFailed on failure."""
     import shutil
 
-    from danq.kfp_tasks import task_params, validate_data, validation_markdown
+    from danq.kfp.tasks import task_params, validate_data, validation_markdown
 
     report = validate_data(data.path, validation.path, task_params({}, overrides))
     shutil.copyfile(f"{validation.path}/data_docs/index.html", data_docs.path)

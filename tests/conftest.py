@@ -41,7 +41,7 @@ def mlflow_uris_reset_per_module():
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """train/valid/test.mat (+ metadata.json) with 240/80/80 sequences of 200 bp."""
     from danq.config import SynthConfig
-    from danq.synth import write_dataset
+    from danq.data.synth import write_dataset
 
     return write_dataset(tmp_path_factory.mktemp("tiny_data"), SynthConfig(**TINY_SYNTH), seed=3)
 
@@ -49,7 +49,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_shards(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from danq.config import PrepareConfig
-    from danq.shards import prepare_dataset
+    from danq.data.shards import prepare_dataset
 
     out = tmp_path_factory.mktemp("tiny_shards")
     prepare_dataset(

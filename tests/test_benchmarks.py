@@ -49,8 +49,8 @@ def test_ratio_is_oriented_so_that_above_one_means_ours_wins() -> None:
 def test_torch_port_has_keras_parameters_plus_second_lstm_biases(preset: str) -> None:
     from benchmarks.torch_danq import TorchDanQ, TorchDanQConfig, count_parameters
     from danq.config import DropoutConfig, ModelConfig
-    from danq.dropout import dropout_policy
-    from danq.model import build_danq
+    from danq.model.dropout import dropout_policy
+    from danq.model.network import build_danq
 
     cfg = ModelConfig(preset=preset)
     keras_model = build_danq(cfg, 1000, 919, dropout_policy(DropoutConfig(), "baseline"))
@@ -126,7 +126,7 @@ def _well_formed(figure: Figure) -> None:
 
 def test_prepare_benchmark_records(prepared: list[Figure], work: Path) -> None:
     from benchmarks.memory import shard_dir
-    from danq.shards import read_manifest
+    from danq.data.shards import read_manifest
 
     for figure in prepared:
         _well_formed(figure)
@@ -212,7 +212,7 @@ def test_runner_writes_markdown_and_json(tmp_path: Path) -> None:
 
 def test_synthetic_split_is_reused_when_the_shape_matches(tmp_path: Path) -> None:
     from benchmarks.data import write_random_split
-    from danq.deepsea import open_split
+    from danq.io.deepsea import open_split
 
     path = write_random_split(tmp_path / "train.mat", "train", 50, SEQ_LEN, TARGETS)
     stamp = path.stat().st_mtime_ns

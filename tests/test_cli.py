@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from danq.cli import build_parser, main
+from danq.cli.main import build_parser, main
 
 from .conftest import REPO
 

@@ -25,7 +25,7 @@ from components.scheduling import gpu_node_selector
 from components.train import train
 from components.validate import validate
 from danq.config import ConfigError
-from danq.kfp_tasks import DataGateFailed, roc_curve, task_params
+from danq.kfp.tasks import DataGateFailed, roc_curve, task_params
 
 # The tiny synthetic set has 40 test sequences: its prevalences wander more than real data's.
 TINY_OVERRIDES = [

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from danq import tracking
 from danq.config import MODEL_PRESETS, ConfigError, load_params
 
 from .conftest import REPO
@@ -79,6 +80,6 @@ def test_invalid_yaml_and_bad_override_syntax(tmp_path: Path) -> None:
 def test_tracking_uri_falls_back_to_env_then_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
     params = load_params(REPO / "params.yaml")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert params.mlflow.resolved_tracking_uri() == "sqlite:///mlflow.db"
+    assert tracking.resolve_uri(params.mlflow) == "sqlite:///mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert params.mlflow.resolved_tracking_uri() == "http://127.0.0.1:5000"
+    assert tracking.resolve_uri(params.mlflow) == "http://127.0.0.1:5000"

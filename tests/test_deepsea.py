@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import scipy.io
 
-from danq.deepsea import (
+from danq.data.encoding import codes_to_onehot, encode
+from danq.io.deepsea import (
     DataError,
     SplitWriter,
     open_prediction_input,
     open_split,
     write_split,
 )
-from danq.seq import codes_to_onehot, encode
 
 
 def random_split(n: int = 30, seq_len: int = 40, n_targets: int = 5, seed: int = 0):

@@ -8,14 +8,14 @@ import pytest
 import tensorflow as tf
 
 from danq.config import ConfigError, DropoutConfig, ModelConfig, RandomDropout, parse_params
-from danq.dropout import (
+from danq.model.dropout import (
     LSTM_DROPOUT,
     POOL_DROPOUT,
     DropoutRedrawCallback,
     RandomRateDropout,
     dropout_policy,
 )
-from danq.model import build_danq, compile_danq
+from danq.model.network import build_danq, compile_danq
 
 TINY = ModelConfig(
     preset="custom", conv_filters=8, conv_width=10, pool_size=5, lstm_units=4, dense_units=8

@@ -54,7 +54,7 @@ def test_a_failing_validation_stops_dvc_repro(tmp_path: Path, tiny_data: Path) -
         shutil.copy(REPO / name, work / name)
     shutil.copytree(tiny_data, work / "data")
     # One defect: a label that is not 0/1 in test.mat.
-    from danq.deepsea import open_split, write_split
+    from danq.io.deepsea import open_split, write_split
 
     with open_split(work / "data" / "test.mat") as reader:
         x, y = reader.read(0, reader.n)

@@ -10,11 +10,12 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from danq.config import DropoutConfig, ModelConfig, Params
-from danq.deepsea import open_split
-from danq.dropout import dropout_policy
-from danq.evaluate import curve_points, evaluate_variant, predict_split, target_table
-from danq.model import build_danq
-from danq.report import build_report
+from danq.data.targets import target_table
+from danq.evaluation.report import build_report
+from danq.evaluation.scoring import curve_points, evaluate_variant, predict_split
+from danq.io.deepsea import open_split
+from danq.model.dropout import dropout_policy
+from danq.model.network import build_danq
 
 TINY_MODEL = ModelConfig(
     preset="custom", conv_filters=4, conv_width=5, pool_size=8, lstm_units=3, dense_units=6

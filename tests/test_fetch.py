@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from danq import fetch
-from danq.fetch import FetchError, add_arguments, fetch_deepsea, run
+from danq.io import fetch
+from danq.io.fetch import FetchError, add_arguments, fetch_deepsea, run
 
 N_SAMPLES = 6
 N_TARGETS = 5

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from danq import storage
 from danq.config import PrepareConfig
-from danq.dataset import make_dataset
-from danq.deepsea import DataError, open_split
-from danq.shards import prepare_dataset, read_manifest
+from danq.data.dataset import make_dataset
+from danq.data.shards import prepare_dataset, read_manifest
+from danq.io import storage
+from danq.io.deepsea import DataError, open_split
 
 from .gcs_emulator import gcs_emulator
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from danq import storage
-from danq.cli import main
+from danq.cli.main import main
+from danq.io import storage
 
 from .gcs_emulator import gcs_emulator
 from .mlflow_server import mlflow_server

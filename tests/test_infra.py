@@ -354,7 +354,7 @@ def tasks(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_pipeline_schedules_training_on_the_gpu_pool() -> None:
-    from danq.kfp_tasks import gpu_node_selector
+    from danq.kfp.tasks import gpu_node_selector
 
     spec, executors = compiled_pipeline()
     gpu = gpu_executors(spec)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from danq.metrics import (
-    deepsea_categories,
+from danq.data.targets import deepsea_categories
+from danq.evaluation.metrics import (
     paired_bootstrap_delta,
     per_target_auroc_aupr,
     per_target_regressions,

@@ -6,9 +6,9 @@ import pytest
 from pyjaspar import jaspardb
 
 from danq.config import ConfigError, DropoutConfig, ModelConfig, parse_params
-from danq.dropout import LSTM_DROPOUT, POOL_DROPOUT, dropout_policy
-from danq.jaspar import vertebrate_pfms
-from danq.model import build_danq, compile_danq, jaspar_filter_weights
+from danq.data.jaspar import vertebrate_pfms
+from danq.model.dropout import LSTM_DROPOUT, POOL_DROPOUT, dropout_policy
+from danq.model.network import build_danq, compile_danq, jaspar_filter_weights
 
 BASELINE = dropout_policy(DropoutConfig(), "baseline")
 RANDOM = dropout_policy(DropoutConfig(), "random_dropout")

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from kfp import local
 
-from danq.cli import main
-from danq.pipeline_cli import compile_pipeline, compiled_path, parse_arguments
+from danq.cli.main import main
+from danq.cli.pipeline import compile_pipeline, compiled_path, parse_arguments
 
 from .test_components import TINY_OVERRIDES, TINY_TRAIN, corrupt_labels, tracking_store
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from danq.config import DropoutConfig, ModelConfig, Params, parse_params
-from danq.deepsea import write_split
+from danq.io.deepsea import write_split
 from danq.predict import (
     PredictError,
     add_arguments,
@@ -30,8 +30,8 @@ NAMES = ["t0", "t1", "t2"]
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from danq.dropout import dropout_policy
-    from danq.model import build_danq
+    from danq.model.dropout import dropout_policy
+    from danq.model.network import build_danq
 
     cfg = ModelConfig(
         preset="custom", conv_filters=4, conv_width=5, pool_size=4, lstm_units=3, dense_units=6

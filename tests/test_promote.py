@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from danq.config import PromoteConfig
-from danq.promote import (
+from danq.promotion.promote import (
     CandidateError,
     CandidateEval,
     ChampionEval,

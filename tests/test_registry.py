@@ -18,9 +18,9 @@ import pytest
 import requests
 
 from danq.config import PromoteConfig, parse_params
-from danq.promote import array_md5, promote_candidates
-from danq.promote import run as run_promote
-from danq.registry import (
+from danq.promotion.promote import array_md5, promote_candidates
+from danq.promotion.promote import run as run_promote
+from danq.promotion.registry import (
     CHAMPION,
     PREVIOUS_CHAMPION,
     AliasMoveError,

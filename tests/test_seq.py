@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from danq.seq import (
+from danq.data.encoding import (
     codes_to_onehot,
     decode,
     encode,

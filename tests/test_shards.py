@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from danq.config import PrepareConfig
-from danq.dataset import make_dataset, steps_per_epoch
-from danq.deepsea import DataError, open_split, write_split
-from danq.seq import onehot_to_codes, reverse_complement_codes
-from danq.shards import prepare_dataset, prepare_split, read_manifest
+from danq.data.dataset import make_dataset, steps_per_epoch
+from danq.data.encoding import onehot_to_codes, reverse_complement_codes
+from danq.data.shards import prepare_dataset, prepare_split, read_manifest
+from danq.io.deepsea import DataError, open_split, write_split
 
 from .conftest import REPO
 

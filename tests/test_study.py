@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from danq.cli import main
+from danq.cli.main import main
 from danq.config import ConfigError, load_params
 
 TINY_MODEL = dict(
@@ -215,7 +215,7 @@ def test_a_copied_study_folder_gets_a_parent_run_in_the_new_tracking_store(
     in a fresh clone starts a new parent run rather than logging to a run that is not there."""
     import shutil
 
-    from danq.study import open_study
+    from danq.study.runner import open_study
 
     copied = tmp_path / "study"
     shutil.copytree(study["out"], copied)
@@ -287,7 +287,7 @@ def test_a_killed_study_resumes_its_interrupted_run_from_the_checkpoint(
 
 
 def test_each_arm_trains_with_its_schedule_batch_size_and_seed(tmp_path):
-    from danq.study import run_params, study_arms
+    from danq.study.runner import run_params, study_arms
 
     sweep = "[{pool: {low: 0.0, high: 0.2}, lstm: {low: 0.3, high: 0.5}}]"
     params = load_params(

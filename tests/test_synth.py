@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from danq.config import SynthConfig
-from danq.deepsea import open_split
-from danq.jaspar import motifs_by_id
-from danq.seq import reverse_complement_onehot
-from danq.synth import grammar, read_metadata, write_dataset
+from danq.data.encoding import reverse_complement_onehot
+from danq.data.jaspar import motifs_by_id
+from danq.data.synth import grammar, write_dataset
+from danq.data.targets import read_metadata
+from danq.io.deepsea import open_split
 
 from .conftest import TINY_SYNTH
 

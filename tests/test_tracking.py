@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 from pathlib import Path
 
@@ -83,18 +84,35 @@ def test_quiet_mlflow_keeps_warnings_only():
 
 
 def test_a_run_reopened_by_id_continues_with_its_params_and_metrics(tmp_path):
-    cfg = MlflowConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="tracking-test")
-    mlflow.set_tracking_uri(cfg.tracking_uri)
-    mlflow.create_experiment(cfg.experiment, artifact_location=str(tmp_path / "artifacts"))
-    with tracking.start_run(cfg, None, "first") as run:
-        run_id = run.info.run_id
-        mlflow.log_params({"train.batch_size": 100})
-        tracking.log_epoch(1, {"loss": 0.5})
-    with tracking.start_run(cfg, run_id, "ignored") as again:
-        assert again.info.run_id == run_id
-        mlflow.log_params({"train.batch_size": 100})  # the same value again is accepted
-        tracking.log_epoch(2, {"loss": 0.4})
-        with pytest.raises(mlflow.exceptions.MlflowException):
-            mlflow.log_params({"train.batch_size": 50})  # a changed setting is not
-    assert tracking.logged_steps(run_id, "loss") == {1, 2}
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracking.client(uri).create_experiment(
+        "tracking-test", artifact_location=str(tmp_path / "artifacts")
+    )
+    with tracking.using(uri):
+        with tracking.start_run("tracking-test", None, "first") as run:
+            run_id = run.info.run_id
+            mlflow.log_params({"train.batch_size": 100})
+            tracking.log_epoch(1, {"loss": 0.5})
+        with tracking.start_run("tracking-test", run_id, "ignored") as again:
+            assert again.info.run_id == run_id
+            mlflow.log_params({"train.batch_size": 100})  # the same value again is accepted
+            tracking.log_epoch(2, {"loss": 0.4})
+            with pytest.raises(mlflow.exceptions.MlflowException):
+                mlflow.log_params({"train.batch_size": 50})  # a changed setting is not
+        assert tracking.logged_steps(run_id, "loss") == {1, 2}
     assert tracking.run_model_uri(run_id) == f"runs:/{run_id}/model"
+
+
+def test_using_restores_the_uris_and_environment_it_found(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+    before = mlflow.get_tracking_uri()
+    uri = f"sqlite:///{tmp_path}/scoped.db"
+    with tracking.using(uri):
+        assert mlflow.get_tracking_uri() == uri
+        assert mlflow.get_registry_uri() == uri
+    assert mlflow.get_tracking_uri() == before
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert "MLFLOW_REGISTRY_URI" not in os.environ

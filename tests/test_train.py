@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import danq.dropout  # noqa: F401 - registers the custom layer that saved models refer to
-from danq.cli import add_train_arguments
+import danq.model.dropout  # noqa: F401 - registers the custom layer that saved models refer to
+from danq.cli.train import add_train_arguments
 from danq.config import ConfigError, load_params, parse_params
-from danq.train import (
+from danq.training.loop import (
     CHECKPOINT_DIR,
     HISTORY_FILE,
     MODEL_FILE,
@@ -48,7 +48,7 @@ from pathlib import Path
 import keras
 
 from danq.config import parse_params
-from danq.train import train_variant
+from danq.training.loop import train_variant
 
 raw, variant, shards, out, data, hang_epoch, marker = sys.argv[1:]
 

@@ -24,9 +24,9 @@ import pytest
 import scipy.io
 
 from danq.config import Params, ValidateConfig
-from danq.deepsea import SPLITS, open_split, write_split
-from danq.seq import codes_to_onehot, reverse_complement_onehot
-from danq.validate import (
+from danq.data.encoding import codes_to_onehot, reverse_complement_onehot
+from danq.io.deepsea import SPLITS, open_split, write_split
+from danq.validation.gate import (
     DATA_DOCS_DIR,
     REPORT_FILE,
     ValidationReport,

@@ -20,11 +20,18 @@ from pydantic import (
     model_validator,
 )
 
+from danq.errors import ConfigError
+
 DEFAULT_PARAMS = "params.yaml"
 
-
-class ConfigError(ValueError):
-    """A setting in params.yaml (or an override) is missing, unknown or out of range."""
+Variant = Literal["baseline", "random_dropout"]
+VARIANTS: tuple[Variant, ...] = ("baseline", "random_dropout")  # baseline first: it wins ties
+VARIANT_LABELS: dict[Variant, str] = {
+    "baseline": "DanQ (baseline)",
+    "random_dropout": "DanQ (random dropout)",
+}
+Split = Literal["train", "valid", "test"]
+SPLITS: tuple[Split, ...] = ("train", "valid", "test")
 
 
 class _Strict(BaseModel):
@@ -34,6 +41,9 @@ class _Strict(BaseModel):
 class Paths(_Strict):
     data_dir: str = "data"
     work_dir: str = "build"
+    # Small metrics and plot tables that `dvc metrics diff` / `dvc plots diff` compare across
+    # commits: committed to git, so outside the git-ignored work_dir.
+    metrics_dir: str = "metrics"
 
 
 class SynthConfig(_Strict):
@@ -198,9 +208,6 @@ class MlflowConfig(_Strict):
     tracking_uri: str | None = None
     experiment: str = "danq"
     registered_model: str = "danq"
-
-    def resolved_tracking_uri(self) -> str:
-        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
 
 
 class EvaluateConfig(_Strict):

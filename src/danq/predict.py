@@ -43,9 +43,11 @@ from typing import IO, TYPE_CHECKING, Literal
 
 import numpy as np
 
-from danq import storage
-from danq.deepsea import DataError, open_prediction_input
-from danq.seq import N_CODE, codes_to_onehot, encode, reverse_complement_onehot
+from danq import tracking
+from danq.data.encoding import N_CODE, codes_to_onehot, encode, reverse_complement_onehot
+from danq.errors import PredictError
+from danq.io import storage
+from danq.io.deepsea import DataError, open_prediction_input
 
 if TYPE_CHECKING:
     import keras
@@ -74,10 +76,6 @@ _MODELS_ALIAS_URI = re.compile(r"^models:/([^/@]+)@([^/]+)$")
 _MODELS_VERSION_URI = re.compile(r"^models:/([^/@]+)/(\d+)$")
 
 RowLabel = tuple[str, int, int]  # row id, 1-based first and last position covered
-
-
-class PredictError(ValueError):
-    """Prediction input, model or option is unusable; the message says which and why."""
 
 
 # --------------------------------------------------------------------------- FASTA
@@ -380,7 +378,7 @@ def load_model(uri: str, tracking_uri: str | None = None) -> keras.Model:
     """
     import keras
 
-    import danq.dropout  # noqa: F401 - registers RandomRateDropout for deserialisation
+    import danq.model.dropout  # noqa: F401 - registers RandomRateDropout for deserialisation
 
     path = Path(uri)
     if path.is_file():
@@ -503,7 +501,7 @@ def _find_target_names(
                 file=sys.stderr,
             )
     if data_dir is not None:
-        from danq.synth import read_metadata
+        from danq.data.targets import read_metadata
 
         targets = (read_metadata(data_dir) or {}).get("targets", [])
         if len(targets) == n_targets:
@@ -567,7 +565,7 @@ def run(args: argparse.Namespace, params: Params) -> int:
 
 def _run(args: argparse.Namespace, params: Params) -> int:
     model_uri = args.model or f"models:/{params.mlflow.registered_model}@champion"
-    tracking_uri = params.mlflow.resolved_tracking_uri()
+    tracking_uri = tracking.resolve_uri(params.mlflow)
     batch_size = args.batch_size or params.evaluate.batch_size
     started = time.monotonic()
     model = load_model(model_uri, tracking_uri)

@@ -1,4 +1,9 @@
-"""MLflow tracking of training runs: the store, the run, and where a model came from.
+"""MLflow: the only module that knows the tracking/registry URI, and how runs are tracked.
+
+Everything else asks here for a client bound to an explicit URI (`client`), or runs MLflow's
+fluent API (start_run, log_model, load_model of a models:/ URI) inside `using(uri)`, which
+restores MLflow's global URIs and their environment variables on exit, so no setting leaks
+from one command, test or pipeline step into the next.
 
 A run records the settings as params, per-epoch curves as metrics with step = epoch, and as tags
 the data version (the md5 in the DVC pointer file beside the data folder and its remote URL),
@@ -11,7 +16,8 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,6 +30,78 @@ from danq.config import MlflowConfig
 
 MODEL_ARTIFACT = "model"
 VERSIONED_PACKAGES = ("tensorflow", "keras", "mlflow", "numpy", "danq")
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
+REGISTRY_URI_VARIABLE = "MLFLOW_REGISTRY_URI"
+HTTP_TIMEOUT_S = 10
+
+
+def resolve_uri(cfg: MlflowConfig) -> str:
+    """The tracking (and registry) URI: mlflow.tracking_uri in params.yaml, else
+    MLFLOW_TRACKING_URI, else a SQLite store in the working directory."""
+    return cfg.tracking_uri or os.environ.get(TRACKING_URI_VARIABLE) or DEFAULT_TRACKING_URI
+
+
+def client(uri: str) -> mlflow.MlflowClient:
+    """A client for the tracking server at uri, which is also the model registry."""
+    quiet_mlflow()
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@contextmanager
+def using(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (runs, model logging and loading, models:/ URIs) against uri within
+    this scope; the previous URIs, and the environment variables MLflow sets with them, are
+    restored after it."""
+    quiet_mlflow()
+    names = (TRACKING_URI_VARIABLE, REGISTRY_URI_VARIABLE)
+    saved_env = {name: os.environ.get(name) for name in names}
+    saved_tracking = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    saved_registry = saved_env[REGISTRY_URI_VARIABLE]
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved_tracking)
+        mlflow.set_registry_uri(saved_registry)
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def fail_fast_http(timeout_s: int = HTTP_TIMEOUT_S) -> Iterator[None]:
+    """Within this scope MLflow's HTTP client makes one attempt per call, with a short timeout.
+
+    By default it retries 7 times with exponential backoff (minutes); callers that retry on
+    their own (the registry's RetryingClient) replace that with a bound of their own.
+    """
+    from mlflow.environment_variables import (
+        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+        MLFLOW_HTTP_REQUEST_BACKOFF_JITTER,
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+        MLFLOW_HTTP_REQUEST_TIMEOUT,
+    )
+
+    settings = {
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES.name: "0",
+        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.name: "0",
+        MLFLOW_HTTP_REQUEST_BACKOFF_JITTER.name: "0",
+        MLFLOW_HTTP_REQUEST_TIMEOUT.name: str(timeout_s),
+    }
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def quiet_mlflow() -> None:
@@ -36,14 +114,13 @@ def quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
-def start_run(cfg: MlflowConfig, run_id: str | None, run_name: str) -> mlflow.ActiveRun:
-    """Open run_id again to resume it, or start a new run in the configured experiment."""
-    quiet_mlflow()
-    mlflow.set_tracking_uri(cfg.resolved_tracking_uri())
+def start_run(experiment: str, run_id: str | None, run_name: str) -> mlflow.ActiveRun:
+    """Open run_id again to resume it, or start a new run in the experiment. Call it inside
+    `using(uri)`: the run is the fluent API's active run."""
     if run_id is not None:
         return mlflow.start_run(run_id=run_id)
-    experiment = mlflow.set_experiment(cfg.experiment)
-    return mlflow.start_run(experiment_id=experiment.experiment_id, run_name=run_name)
+    found = mlflow.set_experiment(experiment)
+    return mlflow.start_run(experiment_id=found.experiment_id, run_name=run_name)
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

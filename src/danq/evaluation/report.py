@@ -18,10 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from danq.config import Params
-from danq.metrics import paired_bootstrap_delta
-
-VARIANT_LABELS = {"baseline": "DanQ (baseline)", "random_dropout": "DanQ (random dropout)"}
+from danq.config import VARIANT_LABELS, Params
+from danq.evaluation.metrics import paired_bootstrap_delta
 
 
 def _read_json(path: Path) -> dict:

@@ -35,9 +35,9 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from danq import storage
 from danq.config import Params, ValidateConfig
-from danq.deepsea import (
+from danq.io import storage
+from danq.io.deepsea import (
     SPLITS,
     DataError,
     SplitReader,

@@ -27,6 +27,8 @@ from urllib.parse import urlparse
 import requests
 from tqdm import tqdm
 
+from danq.errors import FetchError
+
 DEEPSEA_BUNDLE_URL = "http://deepsea.princeton.edu/media/code/deepsea_train_bundle.v0.9.tar.gz"
 BUNDLE_FILES = ("train.mat", "valid.mat", "test.mat")
 DOWNLOAD_DIR = ".download"
@@ -43,10 +45,6 @@ _TRANSIENT_REQUEST_ERRORS = (
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
 )
-
-
-class FetchError(RuntimeError):
-    """The bundle could not be downloaded, verified or unpacked; the message says which and why."""
 
 
 class _TransientError(Exception):

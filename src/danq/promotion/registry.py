@@ -35,7 +35,9 @@ from mlflow.environment_variables import (
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from danq import tracking
 from danq.config import Params
+from danq.errors import AliasMoveError, RegistryUnavailable
 
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
@@ -43,14 +45,6 @@ HTTP_TIMEOUT_S = 10
 BACKOFF_S = 0.5
 
 T = TypeVar("T")
-
-
-class RegistryUnavailable(RuntimeError):
-    """The tracking server did not answer within the bounded retries."""
-
-
-class AliasMoveError(RuntimeError):
-    """Moving the aliases failed; the message says whether they were restored."""
 
 
 @contextmanager
@@ -147,7 +141,7 @@ class RetryingClient:
 
 def connect(params: Params) -> RetryingClient:
     """A retrying client for params.mlflow's tracking server (also the registry)."""
-    return RetryingClient(params.mlflow.resolved_tracking_uri(), params.promote.max_retries)
+    return RetryingClient(tracking.resolve_uri(params.mlflow), params.promote.max_retries)
 
 
 def version_uri(name: str, version: str) -> str:

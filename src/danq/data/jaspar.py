@@ -7,7 +7,7 @@ from functools import lru_cache
 import numpy as np
 
 from danq.config import ConfigError
-from danq.seq import ALPHABET
+from danq.data.encoding import ALPHABET
 
 
 def _database(release: str, key: str):

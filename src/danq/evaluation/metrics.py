@@ -18,23 +18,11 @@ import numpy as np
 
 Metric = Literal["auroc", "aupr"]
 
-DEEPSEA_N_TARGETS = 919
 DEFAULT_BLOCK_BYTES = 512 * 2**20
 # Peak bytes of temporaries per (target, row) element while one block is scored or resampled;
 # measured with tracemalloc, rounded up. Sizes blocks from DEFAULT_BLOCK_BYTES.
 _SCORE_BYTES_PER_ELEMENT = 32
 _BOOTSTRAP_BYTES_PER_ELEMENT = 48
-
-
-def deepsea_categories(n_targets: int) -> dict[str, list[int]] | None:
-    """DeepSEA's DNase / TF / histone index ranges, or None unless there are 919 targets."""
-    if n_targets != DEEPSEA_N_TARGETS:
-        return None
-    return {
-        "DNase": list(range(0, 125)),
-        "TF": list(range(125, 815)),
-        "histone": list(range(815, 919)),
-    }
 
 
 @dataclass(frozen=True)

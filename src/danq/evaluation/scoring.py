@@ -16,15 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from danq import storage
+from danq import tracking
 from danq.config import Params
-from danq.metrics import deepsea_categories, json_safe, per_target_auroc_aupr, summarise
-from danq.shards import read_manifest
-from danq.synth import read_metadata
-
-
-class EvaluationError(RuntimeError):
-    """A trained model cannot be evaluated as asked."""
+from danq.data.shards import read_manifest
+from danq.data.targets import target_table
+from danq.errors import EvaluationError
+from danq.evaluation.metrics import json_safe, per_target_auroc_aupr, summarise
+from danq.io import storage
 
 
 def predict_split(model, shard_dir: str, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +31,7 @@ def predict_split(model, shard_dir: str, batch_size: int) -> tuple[np.ndarray, n
     The shards stream the forward half first and the reverse-complement half second, in the
     same order (stored, or regenerated for "forward" shards), so sample i and i + n pair up.
     """
-    from danq.dataset import make_dataset
+    from danq.data.dataset import make_dataset
 
     manifest = read_manifest(shard_dir)
     total = manifest.n_source_samples
@@ -55,7 +53,7 @@ def load_model(model_uri: str):
     """A Keras model from a local .keras file or any MLflow model URI."""
     import keras
 
-    import danq.dropout  # noqa: F401 - registers RandomRateDropout for deserialisation
+    import danq.model.dropout  # noqa: F401 - registers RandomRateDropout for deserialisation
 
     if model_uri.endswith(".keras") and os.path.exists(model_uri):
         return keras.models.load_model(model_uri, compile=False)
@@ -67,15 +65,6 @@ def load_model(model_uri: str):
 def predict_uri(model_uri: str, shard_dir: str, batch_size: int) -> np.ndarray:
     """RC-averaged test scores of the model at model_uri (e.g. the current champion)."""
     return predict_split(load_model(model_uri), shard_dir, batch_size)[1]
-
-
-def target_table(n_targets: int, data_dir: str | None) -> tuple[list[str], dict[str, list[int]]]:
-    """Target names and categories: synthetic metadata, DeepSEA's ranges, or one group."""
-    metadata = read_metadata(data_dir) if data_dir else None
-    if metadata and len(metadata["targets"]) == n_targets:
-        return [t["name"] for t in metadata["targets"]], metadata["categories"]
-    categories = deepsea_categories(n_targets) or {"all": list(range(n_targets))}
-    return [f"target_{i}" for i in range(n_targets)], categories
 
 
 def curve_points(y_true: np.ndarray, y_score: np.ndarray) -> dict[str, np.ndarray]:
@@ -187,7 +176,7 @@ def _provenance(params: Params, run_id: str | None) -> dict:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    uri = params.mlflow.resolved_tracking_uri()
+    uri = tracking.resolve_uri(params.mlflow)
     mlflow.set_tracking_uri(uri)
     try:
         tags = mlflow.MlflowClient().get_run(run_id).data.tags
@@ -205,7 +194,7 @@ def _log_to_mlflow(params: Params, metrics: dict, out: Path) -> None:
         return
     import mlflow
 
-    mlflow.set_tracking_uri(params.mlflow.resolved_tracking_uri())
+    mlflow.set_tracking_uri(tracking.resolve_uri(params.mlflow))
     client = mlflow.MlflowClient()
     run_id = metrics["mlflow_run_id"]
     values = {

@@ -28,17 +28,13 @@ from typing import IO, Literal
 import h5py
 import numpy as np
 
-from danq import storage
+from danq.config import SPLITS, Split
+from danq.errors import DataError
+from danq.io import storage
 
-Split = Literal["train", "valid", "test"]
-SPLITS: tuple[Split, ...] = ("train", "valid", "test")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAT5_HEADER_TEXT = b"MATLAB 5.0 MAT-file"
 DEFAULT_SEQ_LEN = 1000
-
-
-class DataError(ValueError):
-    """Input data is missing, unreadable or not in the DeepSEA layout."""
 
 
 def x_key(split: str) -> str:

@@ -27,10 +27,10 @@ from mlflow.entities import Metric
 from scipy import stats
 
 from danq.config import Params
-from danq.metrics import json_safe
-from danq.report import render_html
-from danq.study import Arm, baseline_of
-from danq.train import write_atomically, write_json
+from danq.evaluation.metrics import json_safe
+from danq.evaluation.report import render_html
+from danq.study.runner import Arm, baseline_of
+from danq.training.loop import write_atomically, write_json
 
 # Recorded per run, compared per arm; the label is how the report names it.
 METRICS = {

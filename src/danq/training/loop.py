@@ -32,24 +32,23 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import keras
 import mlflow
 import numpy as np
 import tensorflow as tf
 
-from danq import storage, tracking
-from danq.config import ConfigError, Params, TrainConfig
-from danq.dataset import make_dataset, steps_per_epoch
-from danq.deepsea import DataError
-from danq.dropout import DropoutRedrawCallback, dropout_policy
-from danq.evaluate import target_table
-from danq.model import build_danq, compile_danq
-from danq.shards import Manifest, read_manifest
-
-Variant = Literal["baseline", "random_dropout"]
-VARIANTS: tuple[Variant, ...] = ("baseline", "random_dropout")
+from danq import tracking
+from danq.config import VARIANTS, ConfigError, Params, TrainConfig, Variant
+from danq.data.dataset import make_dataset, steps_per_epoch
+from danq.data.shards import Manifest, read_manifest
+from danq.data.targets import target_table
+from danq.errors import TrainingStateError
+from danq.io import storage
+from danq.io.deepsea import DataError
+from danq.model.dropout import DropoutRedrawCallback, dropout_policy
+from danq.model.network import build_danq, compile_danq
 
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
@@ -57,10 +56,6 @@ CURVE_FILE = "training_curve.png"
 RUN_FILE = "run.json"
 CHECKPOINT_DIR = "checkpoint"
 SIGNATURE_SAMPLES = 5
-
-
-class TrainingStateError(RuntimeError):
-    """out_dir holds a checkpoint or a finished run that the current settings cannot continue."""
 
 
 @dataclass(frozen=True)
@@ -570,7 +565,12 @@ def train_variant(
         early_stopping.set_state(state["early_stopping"])
 
     resume_run_id = None if state is None else state["run_id"]
-    with tracking.start_run(params.mlflow, resume_run_id, variant) as run:
+    tracking_uri = tracking.resolve_uri(params.mlflow)
+    experiment = params.mlflow.experiment
+    with (
+        tracking.using(tracking_uri),
+        tracking.start_run(experiment, resume_run_id, variant) as run,
+    ):
         run_id = run.info.run_id
         mlflow.log_params(settings)
         mlflow.set_tags(

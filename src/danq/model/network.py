@@ -15,8 +15,8 @@ import numpy as np
 from keras import layers
 
 from danq.config import ModelConfig, TrainConfig
-from danq.dropout import LSTM_DROPOUT, POOL_DROPOUT, DropoutPolicy, RandomRateDropout
-from danq.jaspar import vertebrate_pfms
+from danq.data.jaspar import vertebrate_pfms
+from danq.model.dropout import LSTM_DROPOUT, POOL_DROPOUT, DropoutPolicy, RandomRateDropout
 
 
 @dataclass(frozen=True)

@@ -33,12 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
+from danq.artifacts import DATA_METADATA_FILE, write_text
 from danq.config import SynthConfig
-from danq.deepsea import SPLITS, SplitWriter
-from danq.jaspar import motifs_by_id
-from danq.seq import N_CODE, codes_to_onehot, reverse_complement_codes
+from danq.data.encoding import N_CODE, codes_to_onehot, reverse_complement_codes
+from danq.data.jaspar import motifs_by_id
+from danq.io.deepsea import SPLITS, SplitWriter
 
-METADATA_FILE = "metadata.json"
 CENTRAL_BIN = 200
 POSITIVE_RATE = 0.15  # chance per sample of planting a rule's positive arrangement
 DECOY_RATE = 0.15  # chance per sample of planting a near-miss arrangement
@@ -345,18 +345,5 @@ def write_dataset(
         "categories": categories,
         "prevalence_forward": prevalence,
     }
-    tmp = out / f".{METADATA_FILE}.tmp"
-    tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out / METADATA_FILE)
+    write_text(out / DATA_METADATA_FILE, json.dumps(metadata, indent=2, sort_keys=True) + "\n")
     return out
-
-
-def read_metadata(data_dir: str | os.PathLike[str]) -> dict | None:
-    """The synthetic data's metadata (target names, categories), or None for other data."""
-    from danq import storage
-
-    path = storage.join(str(data_dir), METADATA_FILE)
-    if not storage.exists(path):
-        return None
-    with storage.open_binary(path) as fh:
-        return json.loads(fh.read())

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from danq import __version__, storage
+from danq import __version__
 from danq.config import PrepareConfig
-from danq.deepsea import DataError, SplitReader
-from danq.seq import onehot_to_codes
+from danq.data.encoding import onehot_to_codes
+from danq.io import storage
+from danq.io.deepsea import DataError, SplitReader
 
 MANIFEST = "manifest.json"
 FORMAT = "danq-raw-v1"

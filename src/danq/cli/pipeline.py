@@ -17,16 +17,41 @@ from typing import Any
 
 import yaml
 
-from danq.config import ConfigError
+from danq.config import ConfigError, Params
 
 DEFAULT_NAMESPACE = "kubeflow"
 
 
+PIPELINE_SOURCE = Path("pipelines") / "danq_pipeline.py"
+
+
+def repository_root() -> Path:
+    """The checkout (or the image's copy of it) holding pipelines/ and components/.
+
+    Those two folders are not installed with the package: they are looked up from the working
+    directory upwards, then beside the package's own source (an editable install)."""
+    import danq
+
+    here = Path.cwd().resolve()
+    candidates = [here, *here.parents, *Path(danq.__file__).resolve().parents]
+    for folder in candidates:
+        if (folder / PIPELINE_SOURCE).is_file() and (folder / "components").is_dir():
+            return folder
+    raise ConfigError(
+        f"cannot find {PIPELINE_SOURCE} and components/: run this from the repository checkout"
+    )
+
+
+def _import_pipeline_sources() -> Path:
+    root = repository_root()
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return root
+
+
 def compiled_path() -> Path:
     """pipelines/danq_pipeline.yaml beside the pipeline's source."""
-    import pipelines
-
-    return Path(pipelines.__file__).parent / "danq_pipeline.yaml"
+    return repository_root() / PIPELINE_SOURCE.with_suffix(".yaml")
 
 
 def compile_pipeline(
@@ -39,6 +64,7 @@ def compile_pipeline(
     """Compile the pipeline with these compile-time settings (defaults: components')."""
     from kfp import compiler
 
+    _import_pipeline_sources()
     from components import DEFAULT_CPU_IMAGE, DEFAULT_GPU_IMAGE
     from pipelines.danq_pipeline import build_pipeline
 
@@ -235,3 +261,15 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def cmd_pipeline(args: argparse.Namespace, params: Params) -> int:
+    return run(args)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    pipeline = commands.add_parser(
+        "pipeline", help="the Kubeflow pipeline: compile to YAML, upload, run on a KFP endpoint"
+    )
+    add_commands(pipeline)
+    pipeline.set_defaults(handler=cmd_pipeline)

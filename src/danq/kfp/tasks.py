@@ -20,16 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from danq.config import ConfigError, Params, load_params
-from danq.promote import DEFAULT_VARIANTS as VARIANT_ORDER
-from danq.promote import PredictFn
+from danq import tracking
+from danq.config import VARIANTS, ConfigError, Params, load_params
+from danq.errors import DataGateFailed
+from danq.promotion.promote import PredictFn
 
 GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 ROC_MAX_POINTS = 200  # the KFP UI draws the curve from artifact metadata: keep it small
-
-
-class DataGateFailed(RuntimeError):
-    """The data gate found blocking problems: the pipeline must stop before training."""
 
 
 def task_params(settings: Mapping[str, Any], overrides: Sequence[str] = ()) -> Params:
@@ -98,7 +95,7 @@ def validation_markdown(report: Any) -> str:
 
 def validate_data(data_dir: str, out_dir: str, params: Params) -> Any:
     """Run the data gate into out_dir; raise DataGateFailed (after writing it) if it fails."""
-    from danq.validate import validate_dataset
+    from danq.validation.gate import validate_dataset
 
     report = validate_dataset(data_dir, params.validate_, out_dir)
     if not report.passed:
@@ -112,7 +109,7 @@ def validate_data(data_dir: str, out_dir: str, params: Params) -> Any:
 
 def prepare_shards(data_dir: str, out_dir: str, params: Params) -> dict[str, int]:
     """TFRecord shards of every split in out_dir/<split>/; returns samples per split."""
-    from danq.shards import prepare_dataset
+    from danq.data.shards import prepare_dataset
 
     manifests = prepare_dataset(data_dir, out_dir, params.prepare, progress=False)
     return {split: m.n_samples for split, m in manifests.items()}
@@ -128,7 +125,7 @@ def train_model(
     """
     import tensorflow as tf
 
-    from danq.train import train_variant
+    from danq.training.loop import train_variant
 
     visible = len(tf.config.list_physical_devices("GPU"))
     if visible < gpus:
@@ -154,7 +151,7 @@ def evaluate_model(
     params: Params, model_dir: str, shard_dir: str, out_dir: str, data_dir: str
 ) -> dict:
     """Score a trained model on the test shards into out_dir; returns metrics.json's content."""
-    from danq.evaluate import evaluate_variant
+    from danq.evaluation.scoring import evaluate_variant
 
     variant = json.loads(Path(model_dir, "run.json").read_text())["variant"]
     return evaluate_variant(params, variant, model_dir, shard_dir, out_dir, data_dir)
@@ -162,7 +159,7 @@ def evaluate_model(
 
 def roc_curve(eval_dir: str, max_points: int = ROC_MAX_POINTS) -> RocCurve:
     """The ROC curve, with thresholds, of the first target that evaluation plotted."""
-    from danq.evaluate import curve_points
+    from danq.evaluation.scoring import curve_points
 
     curves = json.loads(Path(eval_dir, "curves.json").read_text())
     if not curves:
@@ -200,7 +197,7 @@ def stage_by_variant(
     folders: Iterable[str], marker: str, dest: str, copy: bool = False
 ) -> list[str]:
     """Link (or copy) each artifact folder as dest/<variant>/, the layout danq.report and
-    danq.promote read; returns the variants in VARIANT_ORDER (baseline first, so ties and
+    danq.promote read; returns the variants in VARIANTS (baseline first, so ties and
     differences read as in `danq promote`)."""
     Path(dest).mkdir(parents=True, exist_ok=True)
     variants = []
@@ -217,13 +214,13 @@ def stage_by_variant(
 
 
 def _ordered(variants: Iterable[str]) -> list[str]:
-    return sorted(variants, key=lambda v: (VARIANT_ORDER.index(v) if v in VARIANT_ORDER else 99, v))
+    return sorted(variants, key=lambda v: (VARIANTS.index(v) if v in VARIANTS else 99, v))
 
 
 def _champion_predictor(params: Params, shard_dir: str, cache: str | None) -> PredictFn:
     """Scores of a model URI on the test shards; a registered version's scores are read from
     cache when compare already computed them (versions are immutable)."""
-    from danq.evaluate import predict_uri
+    from danq.evaluation.scoring import predict_uri
 
     def predict(model_uri: str) -> np.ndarray:
         if cache:
@@ -250,9 +247,9 @@ def compare_candidates(
     inputs of the promote step. Returns (comparison, blessing)."""
     import mlflow
 
-    from danq import registry
-    from danq.promote import decide, load_candidates, score_champion
-    from danq.report import build_report
+    from danq.evaluation.report import build_report
+    from danq.promotion import registry
+    from danq.promotion.promote import decide, load_candidates, score_champion
 
     variants = stage_by_variant(model_dirs, "run.json", os.path.join(work, "models"))
     if stage_by_variant(eval_dirs, "metrics.json", candidates_dir, copy=True) != variants:
@@ -264,7 +261,7 @@ def compare_candidates(
         eval_dir=candidates_dir,
         out_dir=os.path.join(work, "report"),
     )
-    mlflow.set_tracking_uri(params.mlflow.resolved_tracking_uri())  # models:/ URIs
+    mlflow.set_tracking_uri(tracking.resolve_uri(params.mlflow))  # models:/ URIs
     y_true, candidates = load_candidates(candidates_dir, variants)
     client = registry.connect(params)
     champion = score_champion(
@@ -288,11 +285,11 @@ def promote_round(
     moved since compare is judged afresh rather than replaced on a stale decision."""
     import mlflow
 
-    from danq import registry
-    from danq.promote import promote_candidates
+    from danq.promotion import registry
+    from danq.promotion.promote import promote_candidates
 
     variants = _ordered(p.name for p in Path(candidates_dir).iterdir() if p.is_dir())
-    mlflow.set_tracking_uri(params.mlflow.resolved_tracking_uri())  # models:/ URIs
+    mlflow.set_tracking_uri(tracking.resolve_uri(params.mlflow))  # models:/ URIs
     return promote_candidates(
         registry.connect(params),
         params.mlflow.registered_model,

@@ -28,25 +28,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from danq import storage
-from danq.config import Params, PromoteConfig
-from danq.metrics import (
+from danq import tracking
+from danq.config import VARIANTS, Params, PromoteConfig
+from danq.errors import CandidateError
+from danq.evaluation.metrics import (
     json_safe,
     paired_bootstrap_delta,
     per_target_auroc_aupr,
     per_target_regressions,
     summarise,
 )
+from danq.io import storage
 
 if TYPE_CHECKING:
-    from danq.registry import RetryingClient
+    from danq.promotion.registry import RetryingClient
 
-DEFAULT_VARIANTS = ("baseline", "random_dropout")
 PredictFn = Callable[[str], np.ndarray]
-
-
-class CandidateError(ValueError):
-    """An evaluation output is missing or does not match the other candidates."""
 
 
 @dataclass(frozen=True)
@@ -394,7 +391,7 @@ def score_champion(
     client: RetryingClient, registered_model: str, predict_fn: PredictFn
 ) -> ChampionEval | None:
     """The current champion scored by predict_fn on the test rows; None when there is none."""
-    from danq import registry
+    from danq.promotion import registry
 
     champion_version = registry.current_champion(client, registered_model)
     if champion_version is None:
@@ -425,7 +422,7 @@ def promote_candidates(
     is on disk even if MLflow fails next), register every candidate, move the aliases, then
     rewrite blessing.json with versions and aliases and log it to each candidate's run.
     """
-    from danq import registry
+    from danq.promotion import registry
 
     y_true, candidates = load_candidates(eval_dir, variants)
     champion = score_champion(client, registered_model, predict_fn)
@@ -466,7 +463,7 @@ def promote_candidates(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-dir", help="evaluation outputs (default: <paths.work_dir>/eval)")
     parser.add_argument(
-        "--variants", nargs="+", default=list(DEFAULT_VARIANTS), help="candidates to consider"
+        "--variants", nargs="+", default=list(VARIANTS), help="candidates to consider"
     )
     parser.add_argument("--out", help="where blessing.json goes (default: <work_dir>/promote)")
     parser.add_argument(
@@ -479,15 +476,15 @@ def run(args: argparse.Namespace, params: Params) -> int:
     """`danq promote`: one promotion round with the settings in params.promote."""
     import mlflow
 
-    from danq import registry
+    from danq.promotion import registry
 
     work_dir = params.work_dir
     shards = args.shards or storage.join(work_dir, "shards", "test")
     # models:/ URIs (the champion) resolve against the fluent API's tracking server.
-    mlflow.set_tracking_uri(params.mlflow.resolved_tracking_uri())
+    mlflow.set_tracking_uri(tracking.resolve_uri(params.mlflow))
 
     def predict_fn(model_uri: str) -> np.ndarray:
-        from danq.evaluate import predict_uri
+        from danq.evaluation.scoring import predict_uri
 
         return predict_uri(model_uri, shards, params.evaluate.batch_size)
 

@@ -16,9 +16,9 @@ from dataclasses import asdict
 
 import tensorflow as tf
 
-from danq import storage
-from danq.deepsea import DataError
-from danq.shards import MANIFEST, Manifest, read_manifest
+from danq.data.shards import MANIFEST, Manifest, read_manifest
+from danq.io import storage
+from danq.io.deepsea import DataError
 
 # Complement in code space (A=0 G=1 C=2 T=3 N=4): A<->T, G<->C, N stays N.
 _COMPLEMENT = tf.constant([3, 2, 1, 0, 4], dtype=tf.uint8)

@@ -39,11 +39,13 @@ import mlflow
 from mlflow.entities import Param
 from mlflow.exceptions import MlflowException
 
-from danq import storage, tracking
-from danq.config import Params, RangeSweep, parse_params
-from danq.evaluate import evaluate_variant
-from danq.shards import read_manifest
-from danq.train import (
+from danq import tracking
+from danq.config import SPLITS, Params, RangeSweep, parse_params
+from danq.data.shards import read_manifest
+from danq.errors import StudyStateError
+from danq.evaluation.scoring import evaluate_variant
+from danq.io import storage
+from danq.training.loop import (
     HISTORY_FILE,
     TrainingStateError,
     settings_diff,
@@ -54,11 +56,6 @@ from danq.train import (
 
 STUDY_FILE = "study.json"
 RECORD_FILE = "record.json"
-SPLITS = ("train", "valid", "test")
-
-
-class StudyStateError(RuntimeError):
-    """out_dir holds a study with other settings."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +159,7 @@ def open_study(params: Params, shard_dir: str, out: Path) -> dict[str, Any]:
     fingerprint = settings_hash(settings)
     path = out / STUDY_FILE
     tracking.quiet_mlflow()
-    mlflow.set_tracking_uri(params.mlflow.resolved_tracking_uri())
+    mlflow.set_tracking_uri(tracking.resolve_uri(params.mlflow))
     client = mlflow.MlflowClient()
     if path.exists():
         study = json.loads(path.read_text())
@@ -333,7 +330,7 @@ def run_study(
     records = [read_record(runs, arm, seed) for arm, seed in plan]
     if any(r is None for r in records):
         return None
-    from danq.study_report import write_report
+    from danq.study.report import write_report
 
     write_report(params, study, study_arms(params), records, out)
     return records
@@ -369,7 +366,7 @@ def train_in_workers(
     runs: Path,
     workers: int,
 ) -> None:
-    """Deal the runs out to worker processes (`python -m danq.study TASK`) and wait for all.
+    """Deal the runs out to worker processes (`python -m danq.study.runner TASK`) and wait for all.
 
     Each run has its own folder and record, so workers never touch each other's files, and a
     failed or killed worker loses nothing that a rerun of the study does not pick up.
@@ -385,7 +382,7 @@ def train_in_workers(
             task,
             {"params": raw, "runs": share, "study": study, "shard_dir": shard_dir},
         )
-        command = [sys.executable, "-m", "danq.study", str(task)]
+        command = [sys.executable, "-m", "danq.study.runner", str(task)]
         processes.append(subprocess.Popen(command, env={**os.environ, **WORKER_ENV}))
     failed = sum(process.wait() != 0 for process in processes)
     if failed:

@@ -1,0 +1,137 @@
+"""What the stages hand each other: file names, MLflow tag keys, and how files are written.
+
+Every name a stage writes and another reads is defined here once, and every output is written
+atomically: a reader, or a run killed at any moment, sees the old file or the new one, never a
+part of one, and a folder output appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from danq.io import storage
+
+# --- a training run's folder (build/models/<variant>) ----------------------------------------
+MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.json"
+TRAINING_CURVE_FILE = "training_curve.png"
+RUN_FILE = "run.json"
+CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_STATE_FILE = "state.json"
+
+# --- an evaluation's folder (build/eval/<variant>) -------------------------------------------
+METRICS_FILE = "metrics.json"
+PER_TARGET_FILE = "per_target.tsv"
+PREDICTIONS_FILE = "predictions.npz"
+CURVES_FILE = "curves.json"
+
+# --- other stage outputs ---------------------------------------------------------------------
+VALIDATION_REPORT_FILE = "report.json"
+DATA_DOCS_DIR = "data_docs"
+SHARD_MANIFEST_FILE = "manifest.json"
+DATA_METADATA_FILE = "metadata.json"
+BLESSING_FILE = "blessing.json"
+COMPARISON_JSON_FILE = "comparison.json"
+COMPARISON_MD_FILE = "comparison.md"
+COMPARISON_HTML_FILE = "comparison.html"
+
+# --- MLflow tag keys -------------------------------------------------------------------------
+TAG_VARIANT = "danq.variant"
+TAG_SETTINGS_HASH = "danq.settings_hash"
+TAG_DEVICES = "danq.devices"
+TAG_RESUMED_AT = "danq.resumed_at_epochs"
+TAG_BLESSED = "danq.blessed"
+TAG_CHOSEN = "danq.chosen"
+TAG_DECISION = "danq.decision"
+TAG_REASON = "danq.reason"
+TAG_DELTA_VS_CHAMPION = "danq.delta_vs_champion"
+TAG_REGISTERED_VERSION = "danq.registered_version"
+TAG_STUDY_ID = "danq.study.id"
+TAG_STUDY_ROLE = "danq.study.role"
+TAG_STUDY_ARM = "danq.study.arm"
+TAG_STUDY_SEED_INDEX = "danq.study.seed_index"
+TAG_DATA_PATH = "data.path"
+TAG_DATA_MD5 = "data.md5"
+TAG_DATA_REMOTE = "data.dvc_remote"
+TAG_GIT_COMMIT = "git.commit"
+TAG_GIT_DIRTY = "git.dirty"
+TAG_VERSIONS_PREFIX = "versions."
+
+
+def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], object]) -> None:
+    """Call write(tmp) on a temporary name in the same folder, flush it to disk, then rename it
+    into place. The folder is created when missing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: str | os.PathLike[str], document: Any) -> None:
+    write_text(path, json.dumps(document, indent=2) + "\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+@contextmanager
+def atomic_text(path: str | os.PathLike[str]) -> Iterator[IO[str]]:
+    """A text file streamed under a temporary name and renamed into place on success only."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def staging_parent(out_dir: str | os.PathLike[str]) -> str | None:
+    """Where to stage a folder output: beside a local out_dir (same filesystem, so the final
+    rename is atomic), or the system's temporary folder (None) for gs://."""
+    if storage.is_remote(out_dir):
+        return None
+    parent = Path(out_dir).resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    return str(parent)
+
+
+def publish_dir(staging: Path, out_dir: str | os.PathLike[str], commit_marker: str) -> None:
+    """Put a finished folder in place of out_dir.
+
+    Locally: two renames, so out_dir is the old folder or the new one. On gs://: the old
+    objects are removed and the new ones uploaded with commit_marker last, so its presence
+    marks a complete upload (readers check for it)."""
+    out_dir = str(out_dir)
+    if storage.is_remote(out_dir):
+        storage.remove_tree(out_dir)
+        for entry in sorted(staging.iterdir(), key=lambda p: (p.name == commit_marker, p.name)):
+            storage.upload(entry, storage.join(out_dir, entry.name))
+        return
+    target = Path(out_dir)
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,50 @@
+"""`danq study`: the multi-seed convergence study."""
+
+from __future__ import annotations
+
+import argparse
+
+from danq.config import Params
+
+
+def cmd_study(args: argparse.Namespace, params: Params) -> int:
+    from danq.study import runner
+
+    return runner.run(args, params)
+
+
+def add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `danq study` (declared here so that --help does not load TensorFlow)."""
+    parser.add_argument("--shards", help="prepared shards (default: <work_dir>/shards)")
+    parser.add_argument(
+        "--out", help="report folder: analysis, report, runs.csv/json (default: <work_dir>/study)"
+    )
+    parser.add_argument(
+        "--runs", help="the runs' models and checkpoints (default: <work_dir>/study-runs)"
+    )
+    parser.add_argument(
+        "--max-runs",
+        type=int,
+        help="train at most this many missing runs, then stop (run again to continue)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="runs trained side by side, one TensorFlow thread each (default: 1)",
+    )
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    study = commands.add_parser(
+        "study",
+        help="multi-seed study: does random dropout converge in fewer epochs? (params: study)",
+        description="Train study.seeds runs per arm (baseline; random dropout redrawn per run, "
+        "epoch or batch; optional rate ranges) at each of study.batch_sizes, evaluate each on "
+        "the test split, and compare every random arm with the baseline: epochs to early "
+        "stop, best epoch, time to best, best val loss, test AUROC/AUPR, with bootstrap CIs "
+        "and Mann-Whitney U tests. Runs are MLflow child runs of one parent run; an "
+        "interrupted study resumes where it stopped. Writes report.md/html to --out.",
+    )
+    add_study_arguments(study)
+    study.set_defaults(handler=cmd_study)

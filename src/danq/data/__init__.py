@@ -1,0 +1,1 @@
+"""Data: sequence encoding, JASPAR motifs, the synthetic benchmark, TFRecord shards, tf.data."""

@@ -1,0 +1,1 @@
+"""Evaluation: per-target AUROC/AUPR, scoring of a model, the comparison report."""

@@ -1,0 +1,1 @@
+"""Input/output: local and gs:// storage, DeepSEA .mat files, the bundle download."""

@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines task bodies: what each component runs."""

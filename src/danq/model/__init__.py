@@ -1,0 +1,1 @@
+"""The network: DanQ presets and random-rate dropout."""

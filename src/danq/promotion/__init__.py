@@ -1,0 +1,1 @@
+"""Promotion: the blessing decision, registration and the champion alias."""

@@ -1,0 +1,1 @@
+"""The convergence study of random dropout against the baseline."""

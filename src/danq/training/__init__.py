@@ -1,0 +1,1 @@
+"""Training: resumable early stopping, checkpoints, MLflow tracking."""

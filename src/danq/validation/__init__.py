@@ -1,0 +1,1 @@
+"""The data gate: a Great Expectations suite over streamed summary tables."""
