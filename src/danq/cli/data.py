@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 from danq.config import SPLITS, Params
 from danq.io import storage
@@ -45,32 +46,11 @@ def cmd_prepare(args: argparse.Namespace, params: Params) -> int:
 
 def cmd_info(args: argparse.Namespace, params: Params) -> int:
     """A summary of a DeepSEA-format folder: shapes, layout, label prevalence."""
-    import numpy as np
-
     from danq.data.targets import read_metadata
-    from danq.io.deepsea import open_split
+    from danq.io.deepsea import summarise_folder
 
     data = args.data or params.data_dir
-    summary: dict[str, dict] = {}
-    for split in SPLITS:
-        with open_split(storage.join(data, f"{split}.mat"), split) as reader:
-            positives = np.zeros(reader.n_targets, dtype=np.int64)
-            gc = n_bases = 0
-            for _, x, y in reader.iter_chunks(params.prepare.chunk_size):
-                positives += y.sum(axis=0, dtype=np.int64)
-                gc += int(x[:, :, 1:3].sum(dtype=np.int64))
-                n_bases += int(x.sum(dtype=np.int64))
-            summary[split] = {
-                "file": reader.name,
-                "container": "MATLAB v7.3 (HDF5)" if reader.container == "hdf5" else "MATLAB v5",
-                "layout": reader.layout,
-                "samples": reader.n,
-                "seq_len": reader.seq_len,
-                "targets": reader.n_targets,
-                "gc_content": round(gc / max(n_bases, 1), 4),
-                "mean_prevalence": round(float(positives.mean()) / reader.n, 4),
-                "targets_without_positives": int((positives == 0).sum()),
-            }
+    summary = summarise_folder(data, params.prepare.chunk_size)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -92,9 +72,54 @@ def cmd_info(args: argparse.Namespace, params: Params) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace, params: Params) -> int:
-    from danq.io import fetch
+    """Download, verify and unpack the bundle; print where it went and how to version it."""
+    from danq.io.fetch import DEEPSEA_BUNDLE_URL, dvc_commands, fetch_deepsea
 
-    return fetch.run(args)
+    bundle = fetch_deepsea(
+        args.url or DEEPSEA_BUNDLE_URL,
+        args.dest,
+        sha256=args.sha256,
+        md5=args.md5,
+        expected_size=args.expected_size,
+        keep_archive=args.keep_archive,
+        progress=args.progress,
+        timeout=args.timeout,
+        retries=args.retries,
+    )
+    files = ", ".join(path.name for path in bundle.files)
+    print(f"Unpacked {files} into {bundle.dest} (archive sha256 {bundle.archive_sha256})")
+    if bundle.archive_kept:
+        print(
+            f"Kept {bundle.archive}: it lies inside {bundle.dest}, so move it out before `dvc add`."
+        )
+    print("Version the data with DVC:")
+    for command in dvc_commands(bundle.dest):
+        print(f"  {command}")
+    return 0
+
+
+def _add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
+    # Defaults that live in library modules are filled in by the handler: building the parser
+    # must not import them (every command builds it, and dvc.yaml lists what a stage loads).
+    parser.add_argument("--url", help="bundle URL (default: the DeepSEA bundle's)")
+    parser.add_argument(
+        "--dest", type=Path, default=Path("data"), help="folder for the .mat files (default: data)"
+    )
+    parser.add_argument("--sha256", help="expected SHA-256 of the archive")
+    parser.add_argument("--md5", help="expected MD5 of the archive")
+    parser.add_argument("--expected-size", type=int, help="expected archive size in bytes")
+    parser.add_argument(
+        "--keep-archive", action="store_true", help="keep the .tar.gz after unpacking"
+    )
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="hide the progress bar"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for a connection or a read"
+    )
+    parser.add_argument(
+        "--retries", type=int, default=5, help="attempts in a row without progress before giving up"
+    )
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -137,7 +162,5 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Download deepsea_train_bundle.v0.9.tar.gz with resume and checksum "
         "checks, unpack train/valid/test.mat, and print the DVC commands to version them.",
     )
-    from danq.io import fetch as fetch_module
-
-    fetch_module.add_arguments(fetch)
+    _add_fetch_arguments(fetch)
     fetch.set_defaults(handler=cmd_fetch)

@@ -11,29 +11,30 @@ The bundle mixes two containers and two axis orders:
 That is, h5py sees train.mat with the sample axis last and every other file with the sample
 axis first. Readers here hand out sample-major one-hot chunks (n, L, 4) uint8 and labels
 (n, T) uint8 whatever the file, reading a bounded number of samples at a time so that memory
-does not grow with N. MATLAB v5 files are parsed directly (scipy would load whole arrays).
+does not grow with N. MATLAB v5 files are read in row ranges by `danq.io.mat5` (scipy would
+load whole arrays).
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
+import json
 import os
 import struct
-import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import Any, Literal
 
 import h5py
 import numpy as np
 
+from danq.artifacts import write_atomically
 from danq.config import SPLITS, Split
 from danq.errors import DataError
-from danq.io import storage
+from danq.io import mat5, storage
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-MAT5_HEADER_TEXT = b"MATLAB 5.0 MAT-file"
+HEAD_BYTES = 4104  # enough to find an HDF5 signature behind a user block of up to 4096 bytes
 DEFAULT_SEQ_LEN = 1000
 
 
@@ -52,193 +53,28 @@ def split_of(path: str | os.PathLike[str]) -> Split:
             f"{path}: cannot tell the split from the file name (expected train.mat, valid.mat "
             "or test.mat); pass the split explicitly"
         )
-    return stem  # type: ignore[return-value]
+    return stem
 
 
-def _detect_container(head: bytes) -> Literal["hdf5", "mat5"] | None:
+def detect_container(head: bytes) -> Literal["hdf5", "mat5"] | None:
+    """Which MATLAB container a file is in, from its first HEAD_BYTES bytes; None if neither."""
     # HDF5 allows a user block of 512 * 2**k bytes before the signature; MATLAB v7.3 uses 512.
     for offset in (0, 512, 1024, 2048, 4096):
         if head[offset : offset + 8] == HDF5_SIGNATURE:
             return "hdf5"
-    if head[:19] == MAT5_HEADER_TEXT and head[126:128] in (b"IM", b"MI"):
+    if mat5.is_mat5_header(head):
         return "mat5"
     return None
 
 
-# --------------------------------------------------------------------------- MATLAB v5 parsing
-
-_MAT5_DTYPES = {
-    1: "i1",
-    2: "u1",
-    3: "i2",
-    4: "u2",
-    5: "i4",
-    6: "u4",
-    7: "f4",
-    9: "f8",
-    12: "i8",
-    13: "u8",
-}
-_MAT5_CLASSES = {
-    6: "f8",
-    7: "f4",
-    8: "i1",
-    9: "u1",
-    10: "i2",
-    11: "u2",
-    12: "i4",
-    13: "u4",
-    14: "i8",
-    15: "u8",
-}
-_MI_MATRIX, _MI_COMPRESSED = 14, 15
-
-
-@dataclass(frozen=True)
-class _Mat5Var:
-    """Where one numeric MATLAB v5 array lies: Fortran-ordered data at `offset`."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    class_dtype: np.dtype
-    offset: int
-    payload: bytes | None  # decompressed element for miCOMPRESSED variables
-
-
-class _Mat5File:
-    def __init__(self, fileobj: IO[bytes], label: str) -> None:
-        self.f = fileobj
-        self.label = label
-        header = self._read_at(0, 128)
-        self.order = "<" if header[126:128] == b"IM" else ">"
-        self.vars: dict[str, _Mat5Var] = {}
-        self.f.seek(0, io.SEEK_END)
-        size = self.f.tell()
-        pos = 128
-        while pos + 8 <= size:
-            mdtype, nbytes = struct.unpack(self.order + "II", self._read_at(pos, 8))
-            if pos + 8 + nbytes > size:
-                raise DataError(
-                    f"{label}: truncated MATLAB file (an element at byte {pos} needs "
-                    f"{nbytes} bytes, {size - pos - 8} left)"
-                )
-            if mdtype == _MI_COMPRESSED:
-                try:
-                    element = zlib.decompress(self._read_at(pos + 8, nbytes))
-                except zlib.error as err:
-                    raise DataError(
-                        f"{label}: corrupt compressed variable at byte {pos}: {err}"
-                    ) from None
-                inner_type, inner_bytes = struct.unpack(self.order + "II", element[:8])
-                if inner_type == _MI_MATRIX:
-                    var = self._parse_matrix(io.BytesIO(element), 8, inner_bytes, keep=element)
-                    if var:
-                        self.vars[var.name] = var
-            elif mdtype == _MI_MATRIX:
-                var = self._parse_matrix(self.f, pos + 8, nbytes, keep=None)
-                if var:
-                    self.vars[var.name] = var
-            pos += 8 + nbytes
-            pos += (-pos) % 8 if mdtype != _MI_COMPRESSED else 0
-
-    def _read_at(self, pos: int, n: int, f: IO[bytes] | None = None) -> bytes:
-        f = f or self.f
-        f.seek(pos)
-        data = f.read(n)
-        if len(data) != n:
-            raise DataError(f"{self.label}: truncated MATLAB file (wanted {n} bytes at {pos})")
-        return data
-
-    def _subelement(self, f: IO[bytes], pos: int) -> tuple[int, int, int]:
-        """Tag at pos -> (data type, byte count, data offset); handles the small format."""
-        word, nbytes = struct.unpack(self.order + "II", self._read_at(pos, 8, f))
-        if word >> 16:  # small data element: 2-byte count, 2-byte type, data in 4 bytes
-            return word & 0xFFFF, word >> 16, pos + 4
-        return word, nbytes, pos + 8
-
-    def _parse_matrix(self, f: IO[bytes], pos: int, nbytes: int, keep: bytes | None):
-        end = pos + nbytes
-        if nbytes == 0:
-            return None
-        _, _, flags_at = self._subelement(f, pos)
-        flags = struct.unpack(self.order + "I", self._read_at(flags_at, 4, f))[0]
-        mclass, is_complex = flags & 0xFF, bool(flags & 0x800)
-        pos = flags_at + 8
-        dims_type, dims_bytes, dims_at = self._subelement(f, pos)
-        dims = struct.unpack(
-            f"{self.order}{dims_bytes // 4}i", self._read_at(dims_at, dims_bytes, f)
-        )
-        pos = dims_at + dims_bytes + (-(dims_at + dims_bytes)) % 8
-        _, name_bytes, name_at = self._subelement(f, pos)
-        name = self._read_at(name_at, name_bytes, f).decode("ascii", "replace")
-        pos = name_at + max(name_bytes, 4 if name_at == pos + 4 else 0)
-        pos += (-pos) % 8
-        if mclass not in _MAT5_CLASSES:
-            return None  # cells, structs, chars, sparse: not DeepSEA arrays
-        if is_complex:
-            raise DataError(f"{self.label} {name}: complex array, expected real 0/1 values")
-        data_type, data_bytes, data_at = self._subelement(f, pos)
-        if data_type not in _MAT5_DTYPES or data_at + data_bytes > end:
-            raise DataError(f"{self.label} {name}: unreadable data element")
-        dtype = np.dtype(self.order + _MAT5_DTYPES[data_type])
-        expected = int(np.prod(dims)) * dtype.itemsize
-        if data_bytes != expected:
-            raise DataError(
-                f"{self.label} {name}: data holds {data_bytes} bytes, shape {tuple(dims)} "
-                f"needs {expected}"
-            )
-        return _Mat5Var(
-            name, tuple(int(d) for d in dims), dtype, np.dtype(_MAT5_CLASSES[mclass]), data_at, keep
-        )
-
-    def read_rows(self, var: _Mat5Var, start: int, stop: int) -> np.ndarray:
-        """Rows [start, stop) of axis 0 of a Fortran-ordered array, as a C-ordered array."""
-        n_rows = stop - start
-        inner = int(np.prod(var.shape[1:]))
-        item = var.dtype.itemsize
-        run = n_rows * item
-        buf = bytearray(run * inner)
-        source = io.BytesIO(var.payload) if var.payload is not None else self.f
-        fd = _fileno(source)
-        for k in range(inner):  # one contiguous run of rows per trailing index
-            at = var.offset + (start + var.shape[0] * k) * item
-            if fd is not None:
-                chunk = os.pread(fd, run, at)
-            else:
-                source.seek(at)
-                chunk = source.read(run)
-            if len(chunk) != run:
-                raise DataError(f"{self.label} {var.name}: truncated data")
-            buf[k * run : (k + 1) * run] = chunk
-        flat = np.frombuffer(bytes(buf), dtype=var.dtype)
-        # Fortran order: rows vary fastest, so the buffer is (trailing..., rows) in C order.
-        arr = flat.reshape(tuple(reversed(var.shape[1:])) + (n_rows,))
-        return np.ascontiguousarray(arr.transpose(tuple(range(arr.ndim - 1, -1, -1))))
-
-
 def _staged_copy(uri: str) -> Path:
     """A local copy of a remote file in DANQ_CACHE_DIR, reused while size and etag match."""
-    import hashlib
-    import json
-
     info = storage.info(uri)
     key = hashlib.sha256(json.dumps([uri, info], sort_keys=True, default=str).encode())
-    cache = storage.cache_dir() / "raw"
-    local = cache / f"{key.hexdigest()[:16]}-{uri.rsplit('/', 1)[-1]}"
+    local = storage.cache_dir() / "raw" / f"{key.hexdigest()[:16]}-{uri.rsplit('/', 1)[-1]}"
     if not local.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        partial = local.with_name(f".{local.name}.{os.getpid()}.part")
-        storage.download(uri, partial)
-        os.replace(partial, local)
+        write_atomically(local, lambda partial: storage.download(uri, partial))
     return local
-
-
-def _fileno(f: IO[bytes]) -> int | None:
-    try:
-        return f.fileno()
-    except (AttributeError, OSError, io.UnsupportedOperation):
-        return None
 
 
 # --------------------------------------------------------------------------- reader
@@ -269,7 +105,7 @@ class SplitReader:
         if not storage.exists(self.path):
             raise DataError(f"{self.path}: file not found")
         self._file = storage.open_binary(self.path)
-        if storage.is_remote(self.path) and _detect_container(self._file.read(4104)) == "mat5":
+        if storage.is_remote(self.path) and detect_container(self._file.read(HEAD_BYTES)) == "mat5":
             # MATLAB v5 stores arrays column-major: a sample-major chunk is 4 x L small reads,
             # cheap on disk but one request each on object storage. Stage the file locally.
             self._file.close()
@@ -282,10 +118,10 @@ class SplitReader:
             raise
 
     def _open(self, require_labels: bool, seq_len: int | None) -> None:
-        head = self._file.read(4104)
-        self.container = _detect_container(head)
-        if self.container is None:
+        container = detect_container(self._file.read(HEAD_BYTES))
+        if container is None:
             raise DataError(f"{self.name}: not an HDF5 (MATLAB v7.3) or MATLAB v5 file")
+        self.container: Literal["hdf5", "mat5"] = container
         self._file.seek(0)
         if self.container == "hdf5":
             try:
@@ -301,7 +137,7 @@ class SplitReader:
             self.x_dtype = self._x.dtype
             self.y_dtype = self._y.dtype if self._y is not None else None
         else:
-            self._mat = _Mat5File(self._file, self.name)
+            self._mat = mat5.Mat5File(self._file, self.name)
             keys = sorted(self._mat.vars)
             if self.x_name not in keys:
                 raise DataError(self._missing(self.x_name, keys))
@@ -458,6 +294,45 @@ def open_prediction_input(path: str | os.PathLike[str]) -> SplitReader:
     return SplitReader(path, "test", require_labels=False)
 
 
+# --------------------------------------------------------------------------- summary
+
+CONTAINER_NAMES = {"hdf5": "MATLAB v7.3 (HDF5)", "mat5": "MATLAB v5"}
+
+
+def summarise_split(path: str, split: str, chunk_size: int) -> dict[str, Any]:
+    """One split's file, container, layout and shapes, GC content and label prevalence,
+    streamed `chunk_size` samples at a time."""
+    with open_split(path, split) as reader:
+        positives = np.zeros(reader.n_targets or 0, dtype=np.int64)
+        gc = n_bases = 0
+        for _, x, y in reader.iter_chunks(chunk_size):
+            assert y is not None  # open_split requires labels
+            positives += y.sum(axis=0, dtype=np.int64)
+            gc += int(x[:, :, 1:3].sum(dtype=np.int64))  # channels G and C of A,G,C,T
+            n_bases += int(x.sum(dtype=np.int64))
+        return {
+            "file": reader.name,
+            "container": CONTAINER_NAMES[reader.container],
+            "layout": reader.layout,
+            "samples": reader.n,
+            "seq_len": reader.seq_len,
+            "targets": reader.n_targets,
+            "gc_content": round(gc / max(n_bases, 1), 4),
+            "mean_prevalence": round(float(positives.mean()) / reader.n, 4),
+            "targets_without_positives": int((positives == 0).sum()),
+        }
+
+
+def summarise_folder(
+    data_dir: str | os.PathLike[str], chunk_size: int
+) -> dict[str, dict[str, Any]]:
+    """`summarise_split` of train/valid/test.mat in data_dir (local or gs://), by split."""
+    return {
+        split: summarise_split(storage.join(str(data_dir), f"{split}.mat"), split, chunk_size)
+        for split in SPLITS
+    }
+
+
 # --------------------------------------------------------------------------- writers
 
 MAT73_USERBLOCK = 512
@@ -466,15 +341,6 @@ MAT73_USERBLOCK = 512
 def _mat73_header() -> bytes:
     text = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created by: danq, HDF5 schema 1.00 ."
     return text.ljust(116, b" ") + b"\x00" * 8 + struct.pack("<H", 0x0200) + b"IM"
-
-
-def _mat5_header() -> bytes:
-    text = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: danq"
-    return text.ljust(116, b" ") + b"\x00" * 8 + struct.pack("<H", 0x0100) + b"IM"
-
-
-def _pad8(n: int) -> int:
-    return n + (-n) % 8
 
 
 class SplitWriter:
@@ -537,40 +403,12 @@ class SplitWriter:
             )
             self._y.attrs["MATLAB_class"] = np.bytes_("uint8")
 
-    def _matrix_header(self, name: str, dims: tuple[int, ...]) -> tuple[bytes, int]:
-        name_b = name.encode("ascii")
-        data_bytes = int(np.prod(dims))
-        body = struct.pack("<II", 6, 8) + struct.pack("<II", 9, 0)  # flags: mxUINT8_CLASS
-        dims_b = struct.pack(f"<{len(dims)}i", *dims)
-        body += struct.pack("<II", 5, len(dims_b)) + dims_b.ljust(_pad8(len(dims_b)), b"\0")
-        body += struct.pack("<II", 1, len(name_b)) + name_b.ljust(_pad8(len(name_b)), b"\0")
-        body += struct.pack("<II", 2, data_bytes)  # miUINT8 data follows
-        total = len(body) + _pad8(data_bytes)
-        return struct.pack("<II", _MI_MATRIX, total) + body, data_bytes
-
     def _open_mat5(self) -> None:
         self._fh = open(self.tmp, "wb")  # noqa: SIM115 - closed in close()
-        self._fh.write(_mat5_header())
-        self._vars: dict[str, tuple[int, tuple[int, ...]]] = {}
-        arrays = [(x_key(self.split), (self.n, 4, self.seq_len))]
+        arrays: list[tuple[str, tuple[int, ...]]] = [(x_key(self.split), (self.n, 4, self.seq_len))]
         if self.n_targets is not None:
             arrays.append((y_key(self.split), (self.n, self.n_targets)))
-        for name, dims in arrays:
-            header, data_bytes = self._matrix_header(name, dims)
-            self._fh.write(header)
-            self._vars[name] = (self._fh.tell(), dims)
-            self._fh.truncate(self._fh.tell() + _pad8(data_bytes))
-            self._fh.seek(0, io.SEEK_END)
-
-    def _write_mat5_rows(self, name: str, start: int, rows: np.ndarray) -> None:
-        offset, dims = self._vars[name]
-        n_rows = rows.shape[0]
-        # Fortran order: for each trailing index, the rows form one contiguous run.
-        fortran_axes = (0, *range(rows.ndim - 1, 0, -1))
-        trailing = rows.transpose(fortran_axes).reshape(n_rows, -1).T
-        fd = self._fh.fileno()
-        for k, run in enumerate(trailing):
-            os.pwrite(fd, np.ascontiguousarray(run).tobytes(), offset + start + dims[0] * k)
+        self._mat5 = mat5.Mat5Writer(self._fh, arrays)
 
     def write(self, start: int, x: np.ndarray, y: np.ndarray | None) -> None:
         """Samples [start, start + len(x)): x one-hot (n, L, 4) uint8, y (n, T) uint8."""
@@ -578,16 +416,16 @@ class SplitWriter:
         if self.container == "hdf5":
             if self.sample_last:
                 self._x[:, :, start:stop] = x.transpose(1, 2, 0)
-                if self._y is not None:
+                if self._y is not None and y is not None:
                     self._y[:, start:stop] = y.T
             else:
                 self._x[start:stop] = x.transpose(0, 2, 1)
-                if self._y is not None:
+                if self._y is not None and y is not None:
                     self._y[start:stop] = y
         else:
-            self._write_mat5_rows(x_key(self.split), start, x.transpose(0, 2, 1))
+            self._mat5.write_rows(x_key(self.split), start, x.transpose(0, 2, 1))
             if y is not None:
-                self._write_mat5_rows(y_key(self.split), start, y)
+                self._mat5.write_rows(y_key(self.split), start, y)
 
     def close(self) -> Path:
         if self.container == "hdf5":

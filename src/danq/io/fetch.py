@@ -1,4 +1,4 @@
-"""`danq data fetch-deepsea`: download, verify and unpack the DeepSEA training bundle.
+"""Download, verify and unpack the DeepSEA training bundle (`danq data fetch-deepsea`).
 
 The bundle is a few GB served over plain HTTP, so the download resumes with HTTP Range requests
 after a dropped connection (within a run by retrying, across runs from the kept `.part` file),
@@ -8,7 +8,6 @@ unpacked in full and found to hold train.mat, valid.mat and test.mat.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import posixpath
@@ -21,7 +20,9 @@ import tempfile
 import time
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import urlparse
 
 import requests
@@ -39,7 +40,7 @@ RETRY_MAX_DELAY_S = 60.0
 _HEX_DIGEST_LENGTHS = {"md5": 32, "sha256": 64}
 # The "data" filter (Python 3.11.4+) also drops setuid bits and refuses whatever our own member
 # check might miss; on older 3.11 releases that check is the only guard.
-_EXTRACT_FILTER: dict[str, str] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+_EXTRACT_FILTER: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 _TRANSIENT_REQUEST_ERRORS = (
     requests.ConnectionError,
     requests.Timeout,
@@ -97,6 +98,17 @@ class _HashedFile:
         return {name: digest.hexdigest() for name, digest in self.digests.items()}
 
 
+@dataclass(frozen=True)
+class FetchedBundle:
+    """Where the bundle's files went, and the archive they came from."""
+
+    dest: Path
+    files: tuple[Path, ...]
+    archive: Path
+    archive_sha256: str
+    archive_kept: bool
+
+
 def fetch_deepsea(
     url: str = DEEPSEA_BUNDLE_URL,
     dest: Path = Path("data"),
@@ -108,11 +120,11 @@ def fetch_deepsea(
     progress: bool = True,
     timeout: float = 60,
     retries: int = 5,
-) -> Path:
+) -> FetchedBundle:
     """Download the bundle at `url`, verify it, and place train/valid/test.mat in `dest`.
 
     `retries` bounds the attempts in a row that make no progress; `timeout` applies to the
-    connection and to each read. Returns `dest`. Raises FetchError on any failure.
+    connection and to each read. Raises FetchError on any failure.
     """
     dest = Path(dest)
     expected_digests = {
@@ -123,7 +135,7 @@ def fetch_deepsea(
     download_dir = dest / DOWNLOAD_DIR
     archive = download_dir / _archive_name(url)
     download_dir.mkdir(parents=True, exist_ok=True)
-    # sha256 is always computed so that it can be printed and pinned with --sha256 next time.
+    # sha256 is always computed so that it can be reported and pinned next time.
     algorithms = {"sha256", *expected_digests}
     try:
         if archive.exists():
@@ -138,7 +150,7 @@ def fetch_deepsea(
             _verify(download, url, expected_size, expected_digests)
             download.path.replace(archive)
         try:
-            unpack_bundle(archive, dest)
+            files = unpack_bundle(archive, dest)
         finally:
             if not keep_archive:
                 archive.unlink(missing_ok=True)
@@ -147,14 +159,13 @@ def fetch_deepsea(
         if download_dir.is_dir() and not any(download_dir.iterdir()):
             download_dir.rmdir()
 
-    archive_sha256 = download.hexdigests()["sha256"]
-    print(f"Unpacked {', '.join(BUNDLE_FILES)} into {dest} (archive sha256 {archive_sha256})")
-    if keep_archive:
-        print(f"Kept {archive}: it lies inside {dest}, so move it out before `dvc add`.")
-    print("Version the data with DVC:")
-    for command in dvc_commands(dest):
-        print(f"  {command}")
-    return dest
+    return FetchedBundle(
+        dest=dest,
+        files=tuple(files),
+        archive=archive,
+        archive_sha256=download.hexdigests()["sha256"],
+        archive_kept=keep_archive,
+    )
 
 
 def unpack_bundle(archive: Path, dest: Path) -> list[Path]:
@@ -194,54 +205,11 @@ def dvc_commands(dest: Path) -> list[str]:
     ]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `danq data fetch-deepsea`."""
-    parser.add_argument("--url", default=DEEPSEA_BUNDLE_URL, help="bundle URL")
-    parser.add_argument(
-        "--dest", type=Path, default=Path("data"), help="folder for the .mat files (default: data)"
-    )
-    parser.add_argument("--sha256", help="expected SHA-256 of the archive")
-    parser.add_argument("--md5", help="expected MD5 of the archive")
-    parser.add_argument("--expected-size", type=int, help="expected archive size in bytes")
-    parser.add_argument(
-        "--keep-archive", action="store_true", help="keep the .tar.gz after unpacking"
-    )
-    parser.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="hide the progress bar"
-    )
-    parser.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds to wait for a connection or a read"
-    )
-    parser.add_argument(
-        "--retries", type=int, default=5, help="attempts in a row without progress before giving up"
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run `danq data fetch-deepsea`; return the exit status."""
-    try:
-        fetch_deepsea(
-            args.url,
-            args.dest,
-            sha256=args.sha256,
-            md5=args.md5,
-            expected_size=args.expected_size,
-            keep_archive=args.keep_archive,
-            progress=args.progress,
-            timeout=args.timeout,
-            retries=args.retries,
-        )
-    except FetchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
 def _normalize_digest(algorithm: str, value: str) -> str:
     digest = value.strip().lower()
     if not re.fullmatch(rf"[0-9a-f]{{{_HEX_DIGEST_LENGTHS[algorithm]}}}", digest):
         raise FetchError(
-            f"--{algorithm} {value!r} is not {_HEX_DIGEST_LENGTHS[algorithm]} hex digits"
+            f"{algorithm} checksum {value!r} is not {_HEX_DIGEST_LENGTHS[algorithm]} hex digits"
         )
     return digest
 

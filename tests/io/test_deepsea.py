@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import scipy.io
 
+from danq.config import SPLITS
 from danq.data.encoding import codes_to_onehot, encode
+from danq.errors import DataError
 from danq.io.deepsea import (
-    DataError,
     SplitWriter,
     open_prediction_input,
     open_split,
+    summarise_folder,
     write_split,
 )
 
@@ -233,3 +235,29 @@ def test_split_name_must_be_known(tmp_path: Path) -> None:
     expect_error(tmp_path / "mydata.mat", "cannot tell the split")
     x_back, _ = read_all(tmp_path / "mydata.mat", split="train")
     np.testing.assert_array_equal(x_back, x)
+
+
+# --------------------------------------------------------------------------- folder summary
+
+
+def test_summarise_folder_matches_the_arrays(tmp_path: Path) -> None:
+    splits = {split: random_split(n=20 + 10 * i, seed=i) for i, split in enumerate(SPLITS)}
+    for split, (x, y) in splits.items():
+        write_split(tmp_path / f"{split}.mat", split, x, y)
+    summary = summarise_folder(tmp_path, chunk_size=7)
+    assert list(summary) == list(SPLITS)
+    x, y = splits["valid"]
+    bases = x.sum(axis=(1, 2))
+    assert summary["valid"] == {
+        "file": "valid.mat",
+        "container": "MATLAB v5",
+        "layout": "sample_first",
+        "samples": 30,
+        "seq_len": 40,
+        "targets": 5,
+        "gc_content": round(x[:, :, 1:3].sum() / bases.sum(), 4),
+        "mean_prevalence": round(float(y.mean()), 4),
+        "targets_without_positives": int((y.sum(axis=0) == 0).sum()),
+    }
+    assert summary["train"]["container"] == "MATLAB v7.3 (HDF5)"
+    assert summary["train"]["layout"] == "sample_last"

@@ -8,13 +8,10 @@ differs from it by one defect.
 
 from __future__ import annotations
 
-import argparse
-import http.server
 import json
 import re
 import shutil
-import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,18 +20,14 @@ import numpy as np
 import pytest
 import scipy.io
 
-from danq.config import Params, ValidateConfig
+from danq.artifacts import DATA_DOCS_DIR, VALIDATION_REPORT_FILE
+from danq.cli.main import build_parser
+from danq.config import SPLITS, Params, ValidateConfig
 from danq.data.encoding import codes_to_onehot, reverse_complement_onehot
-from danq.io.deepsea import SPLITS, open_split, write_split
-from danq.validation.gate import (
-    DATA_DOCS_DIR,
-    REPORT_FILE,
-    ValidationReport,
-    add_arguments,
-    gate_suite,
-    run,
-    validate_dataset,
-)
+from danq.io.deepsea import open_split, write_split
+from danq.validation.gate import validate_dataset
+from danq.validation.report import ValidationReport
+from danq.validation.suite import gate_suite
 
 SEQ_LEN = 200
 N_TARGETS = 6
@@ -498,7 +491,7 @@ def test_corpus_defect_is_rejected(defect: Defect, arrays: Arrays, tmp_path: Pat
     message = " | ".join(failures[defect.check])
     for words in defect.words:
         assert words in message, message
-    assert json.loads((tmp_path / "out" / REPORT_FILE).read_text())["passed"] is False
+    assert json.loads((tmp_path / "out" / VALIDATION_REPORT_FILE).read_text())["passed"] is False
 
 
 def test_corpus_is_large_and_covers_distinct_checks() -> None:
@@ -508,7 +501,7 @@ def test_corpus_is_large_and_covers_distinct_checks() -> None:
 
 def test_report_json_structure(good) -> None:
     _, out, report = good
-    saved = json.loads((out / REPORT_FILE).read_text())
+    saved = json.loads((out / VALIDATION_REPORT_FILE).read_text())
     assert saved["passed"] is True and saved["blocking_failures"] == 0
     assert saved["thresholds"]["prevalence_tolerance"] == CFG.prevalence_tolerance
     assert saved["splits"]["train"] == {
@@ -575,22 +568,22 @@ def test_a_broken_split_does_not_hide_other_problems(arrays: Arrays, tmp_path: P
     assert skipped and all(c.message.startswith("not checked: test.mat") for c in skipped)
 
 
-def _cli_args(data: Path, out: Path) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return parser.parse_args(["--data", str(data), "--out", str(out)])
+def run_cli(data: Path, out: Path, params: Params) -> int:
+    """`danq validate --data data --out out` with these settings: the command's exit status."""
+    args = build_parser().parse_args(["validate", "--data", str(data), "--out", str(out)])
+    return args.handler(args, params)
 
 
 def test_cli_exit_codes_and_messages(good, arrays: Arrays, tmp_path: Path, capsys) -> None:
     data, _, _ = good
     params = Params(validate=CFG)
-    assert run(_cli_args(data, tmp_path / "ok"), params) == 0
+    assert run_cli(data, tmp_path / "ok", params) == 0
     assert "data gate passed" in capsys.readouterr().out
 
     broken = tmp_path / "broken"
     shutil.copytree(data, broken)
     _edit("valid", _two_bases)(arrays, broken)
-    assert run(_cli_args(broken, tmp_path / "bad"), params) == 1
+    assert run_cli(broken, tmp_path / "bad", params) == 1
     captured = capsys.readouterr()
     assert re.search(
         r"FAILED onehot_single_base \(valid\): valid\.mat validxdata: 3 of 200 samples have "
@@ -607,30 +600,8 @@ def test_outputs_replace_a_previous_report_whole(good, tmp_path: Path) -> None:
     (out / "stale.txt").write_text("from an earlier run")
     validate_dataset(str(data), CFG, out)
     assert not (out / "stale.txt").exists()
-    assert (out / REPORT_FILE).exists()
+    assert (out / VALIDATION_REPORT_FILE).exists()
     assert [p.name for p in tmp_path.iterdir()] == ["validation"]  # no staging left behind
-
-
-@pytest.fixture
-def gcs_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A bucket on an in-process gcp-storage-emulator; gs:// paths resolve to it."""
-    import gcsfs
-    from gcp_storage_emulator.server import create_server
-
-    with socket.socket() as probe:
-        probe.bind(("localhost", 0))
-        port = probe.getsockname()[1]
-    # The emulator prints a traceback whenever the client drops a connection early.
-    monkeypatch.setattr(http.server.HTTPServer, "handle_error", lambda *args: None)
-    server = create_server("localhost", port, in_memory=True, default_bucket="danq-test")
-    server.start()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://localhost:{port}")
-    gcsfs.GCSFileSystem.clear_instance_cache()  # a cached client would target another server
-    try:
-        yield "gs://danq-test"
-    finally:
-        gcsfs.GCSFileSystem.clear_instance_cache()
-        server.stop()
 
 
 def test_gs_paths_in_and_out(gcs_bucket: str, tmp_path: Path) -> None:
@@ -645,7 +616,7 @@ def test_gs_paths_in_and_out(gcs_bucket: str, tmp_path: Path) -> None:
     cfg = ValidateConfig(chunk_size=1000, gc_ks_max=0.5)
     report = validate_dataset(f"{gcs_bucket}/data", cfg, f"{gcs_bucket}/validation")
     assert report.passed, failed(report)
-    saved = json.loads(fs.cat(f"{gcs_bucket}/validation/{REPORT_FILE}"))
+    saved = json.loads(fs.cat(f"{gcs_bucket}/validation/{VALIDATION_REPORT_FILE}"))
     assert saved["passed"] is True and saved["data_dir"] == f"{gcs_bucket}/data"
     assert fs.exists(f"{gcs_bucket}/validation/{DATA_DOCS_DIR}/index.html")
 

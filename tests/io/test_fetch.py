@@ -1,8 +1,8 @@
-"""`danq data fetch-deepsea` against a local HTTP server that serves a tiny bundle."""
+"""Fetching the DeepSEA bundle (and `danq data fetch-deepsea`) from a local HTTP server that
+serves a tiny bundle."""
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import re
@@ -19,8 +19,10 @@ import numpy as np
 import pytest
 import scipy.io
 
+from danq.cli.main import main
+from danq.errors import FetchError
 from danq.io import fetch
-from danq.io.fetch import FetchError, add_arguments, fetch_deepsea, run
+from danq.io.fetch import fetch_deepsea
 
 N_SAMPLES = 6
 N_TARGETS = 5
@@ -185,7 +187,10 @@ def test_fetch_downloads_verifies_and_unpacks(
         expected_size=len(bundle),
     )
 
-    assert result == dest
+    assert result.dest == dest
+    assert result.files == tuple(dest / name for name in fetch.BUNDLE_FILES)
+    assert result.archive_sha256 == hashlib.sha256(bundle).hexdigest()
+    assert not result.archive_kept and not result.archive.exists()
     assert_unpacked(dest, mat_files)
     assert server.behaviour.range_headers == [None]
     assert scipy.io.loadmat(dest / "test.mat")["testxdata"].shape == (N_SAMPLES, 4, 1000)
@@ -198,7 +203,8 @@ def test_keep_archive_keeps_it_and_a_rerun_reuses_it(
     dest = tmp_path / "data"
     sha256 = hashlib.sha256(bundle).hexdigest()
 
-    fetch_deepsea(server.url(), dest, sha256=sha256, keep_archive=True, progress=False)
+    kept = fetch_deepsea(server.url(), dest, sha256=sha256, keep_archive=True, progress=False)
+    assert kept.archive_kept and kept.archive.exists()
     fetch_deepsea(server.url(), dest, sha256=sha256, progress=False)
 
     assert len(server.behaviour.range_headers) == 1
@@ -385,40 +391,40 @@ def test_non_gzip_archive_is_rejected(server: BundleServer, tmp_path: Path) -> N
         fetch_deepsea(server.url(), tmp_path / "data", progress=False)
 
 
-def parse_cli(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return parser.parse_args(list(argv))
+def fetch_cli(tmp_path: Path, *argv: str) -> int:
+    """`danq data fetch-deepsea ARGV` with default settings: the command's exit status."""
+    return main(["--params", str(tmp_path / "absent.yaml"), "data", "fetch-deepsea", *argv])
 
 
-def test_run_prints_dvc_commands(
+def test_cli_prints_dvc_commands(
     server: BundleServer, bundle: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     server.behaviour.files[BUNDLE_NAME] = bundle
     dest = tmp_path / "data"
 
-    status = run(parse_cli("--url", server.url(), "--dest", str(dest), "--no-progress"))
+    status = fetch_cli(tmp_path, "--url", server.url(), "--dest", str(dest), "--no-progress")
 
     printed = capsys.readouterr().out
     assert status == 0
+    assert f"Unpacked train.mat, valid.mat, test.mat into {dest} (archive sha256 " in printed
     assert f"dvc add {dest}\n" in printed
     assert "dvc push\n" in printed
     assert f"git add {dest}.dvc {tmp_path / '.gitignore'} && git commit" in printed
     assert hashlib.sha256(bundle).hexdigest() in printed
 
 
-def test_run_reports_errors_on_one_line(
+def test_cli_reports_errors_on_one_line(
     server: BundleServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = server.url("missing.tar.gz")
 
-    status = run(parse_cli("--url", url, "--dest", str(tmp_path / "data"), "--no-progress"))
+    status = fetch_cli(tmp_path, "--url", url, "--dest", str(tmp_path / "data"), "--no-progress")
 
     assert status == 1
     assert capsys.readouterr().err == f"error: {url}: HTTP 404 Not Found\n"
 
 
 def test_malformed_checksum_is_rejected_before_any_download(tmp_path: Path) -> None:
-    with pytest.raises(FetchError, match="--md5 'abc' is not 32 hex digits"):
+    with pytest.raises(FetchError, match="^md5 checksum 'abc' is not 32 hex digits$"):
         fetch_deepsea("http://127.0.0.1:9/x.tar.gz", tmp_path / "data", md5="abc")
     assert not (tmp_path / "data").exists()
