@@ -3,14 +3,41 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from danq.config import VARIANTS, Params
 
 
 def cmd_train(args: argparse.Namespace, params: Params) -> int:
-    from danq.training import loop
+    from danq.io import storage
+    from danq.training.loop import train_variant
 
-    return loop.run(args, params)
+    variant = args.variant
+    result = train_variant(
+        params,
+        variant,
+        args.shards or storage.join(params.work_dir, "shards"),
+        args.out or os.path.join(params.work_dir, "models", variant),
+        args.data or params.data_dir,
+        force=args.force,
+        restart=args.restart,
+        checkpoint_dir=args.checkpoint_dir or os.path.join(params.work_dir, "checkpoints", variant),
+    )
+    if result.already_finished:
+        print(
+            f"{variant}: {result.out_dir} holds a finished run ({result.run_id}); "
+            "--force trains again"
+        )
+    stop = (
+        f"early stop at epoch {result.stopped_epoch}"
+        if result.stopped_epoch
+        else f"{result.epochs_run} epochs"
+    )
+    print(
+        f"{result.variant}: best epoch {result.best_epoch} (val_loss {result.best_val_loss:.4f}), "
+        f"{stop}, {result.wall_time_s:.0f} s -> {result.model_path}; MLflow {result.model_uri}"
+    )
+    return 0
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:

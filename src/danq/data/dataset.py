@@ -16,9 +16,11 @@ from dataclasses import asdict
 
 import tensorflow as tf
 
-from danq.data.shards import MANIFEST, Manifest, read_manifest
+from danq import artifacts
+from danq.artifacts import SHARD_MANIFEST_FILE
+from danq.data.shards import Manifest, read_manifest
+from danq.errors import DataError
 from danq.io import storage
-from danq.io.deepsea import DataError
 
 # Complement in code space (A=0 G=1 C=2 T=3 N=4): A<->T, G<->C, N stays N.
 _COMPLEMENT = tf.constant([3, 2, 1, 0, 4], dtype=tf.uint8)
@@ -61,7 +63,7 @@ def local_shard_dir(shard_dir: str) -> str:
     manifest = read_manifest(shard_dir)
     key = hashlib.sha256(json.dumps([shard_dir, asdict(manifest)]).encode()).hexdigest()[:16]
     local = storage.cache_dir() / "shards" / key
-    complete = local / MANIFEST
+    complete = local / SHARD_MANIFEST_FILE
     if not complete.exists():
         local.mkdir(parents=True, exist_ok=True)
         for shard in manifest.shards:
@@ -69,7 +71,8 @@ def local_shard_dir(shard_dir: str) -> str:
             expected = shard["samples"] * manifest.record_bytes
             if manifest.compression == "none" and (local / shard["file"]).stat().st_size < expected:
                 raise DataError(f"{shard_dir}/{shard['file']}: incomplete download")
-        complete.write_text(json.dumps(asdict(manifest)))  # written last: the copy is whole
+        # Written last: the copy is whole.
+        artifacts.write_text(complete, json.dumps(asdict(manifest)))
     return str(local)
 
 

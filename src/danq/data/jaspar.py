@@ -6,8 +6,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from danq.config import ConfigError
 from danq.data.encoding import ALPHABET
+from danq.errors import ConfigError
 
 
 def _database(release: str, key: str):

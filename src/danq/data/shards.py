@@ -14,22 +14,23 @@ place (uploaded, then the manifest, for gs://), so a failure never leaves partia
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from danq import __version__
-from danq.config import PrepareConfig
+from danq import __version__, artifacts
+from danq.artifacts import SHARD_MANIFEST_FILE
+from danq.config import SPLITS, PrepareConfig
 from danq.data.encoding import onehot_to_codes
+from danq.errors import DataError
 from danq.io import storage
-from danq.io.deepsea import DataError, SplitReader
+from danq.io.deepsea import SplitReader
 
-MANIFEST = "manifest.json"
 FORMAT = "danq-raw-v1"
 
 
@@ -58,10 +59,11 @@ class Manifest:
 
 
 def read_manifest(shard_dir: str) -> Manifest:
-    path = storage.join(shard_dir, MANIFEST)
+    path = storage.join(shard_dir, SHARD_MANIFEST_FILE)
     if not storage.exists(path):
         raise DataError(
-            f"{shard_dir}: no {MANIFEST}; not a prepared shard folder (run `danq data prepare`)"
+            f"{shard_dir}: no {SHARD_MANIFEST_FILE}; not a prepared shard folder (run `danq "
+            "data prepare`)"
         )
     with storage.open_binary(path) as fh:
         raw = json.loads(fh.read())
@@ -92,6 +94,7 @@ def _write_shards(
         name = f"{reader.split}-{shard:05d}-of-{n_shards:05d}.tfrecord"
         with tf.io.TFRecordWriter(str(work / name), options) as writer:
             for start, x, y in reader.iter_chunks(cfg.chunk_size, lo, hi):
+                assert y is not None  # SplitReader requires labels unless told otherwise
                 records = encode_records(x, y, f"{reader.name} samples {start}-")
                 for record in records:
                     writer.write(record.tobytes())
@@ -116,54 +119,33 @@ def prepare_split(
             n_samples = reader.n // 2
         else:
             n_samples = reader.n
+        n_targets = reader.n_targets
+        assert n_targets is not None  # SplitReader requires labels unless told otherwise
         manifest = Manifest(
             split=reader.split,
             n_samples=n_samples,
             seq_len=reader.seq_len,
-            n_targets=int(reader.n_targets),
+            n_targets=n_targets,
             halves=cfg.halves,
             compression=cfg.compression,
             source=str(source),
-            label_bytes=-(-int(reader.n_targets) // 8),
+            label_bytes=-(-n_targets // 8),
         )
-        remote = storage.is_remote(out_dir)
-        parent = None if remote else Path(out_dir).resolve().parent
-        if parent is not None:
-            parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".prepare-", dir=parent))
+        work = Path(tempfile.mkdtemp(prefix=".prepare-", dir=artifacts.staging_parent(out_dir)))
         try:
             manifest.shards = _write_shards(reader, cfg, work, n_samples, progress)
-            (work / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2) + "\n")
-            _publish(work, out_dir)
+            artifacts.write_json(work / SHARD_MANIFEST_FILE, asdict(manifest))
+            artifacts.publish_dir(work, out_dir, SHARD_MANIFEST_FILE)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return manifest
-
-
-def _publish(work: Path, out_dir: str) -> None:
-    """Move a finished shard folder into place, replacing an older one."""
-    if storage.is_remote(out_dir):
-        storage.remove_tree(out_dir)
-        for path in sorted(work.iterdir()):
-            if path.name != MANIFEST:
-                storage.upload(path, storage.join(out_dir, path.name))
-        storage.upload(work / MANIFEST, storage.join(out_dir, MANIFEST))  # commit marker
-        return
-    target = Path(out_dir)
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(work, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def prepare_dataset(
     data_dir: str,
     out_dir: str,
     cfg: PrepareConfig,
-    splits=("train", "valid", "test"),
+    splits: Sequence[str] = SPLITS,
     progress: bool = True,
 ) -> dict[str, Manifest]:
     """Prepare every split of a DeepSEA-format folder into out_dir/<split>/.
@@ -188,13 +170,12 @@ def prepare_dataset(
     if storage.is_remote(out_dir):
         return convert(out_dir)
     target = Path(out_dir).resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".prepare-", dir=target.parent))
+    work = Path(tempfile.mkdtemp(prefix=".prepare-", dir=artifacts.staging_parent(target)))
     try:
         manifests = convert(str(work))
         target.mkdir(exist_ok=True)
         for split in splits:  # every split converted before any is replaced
-            _publish(work / split, str(target / split))
+            artifacts.publish_dir(work / split, target / split, SHARD_MANIFEST_FILE)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return manifests

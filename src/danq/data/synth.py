@@ -28,16 +28,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from danq.artifacts import DATA_METADATA_FILE, write_text
-from danq.config import SynthConfig
+from danq.config import SPLITS, SynthConfig
 from danq.data.encoding import N_CODE, codes_to_onehot, reverse_complement_codes
 from danq.data.jaspar import motifs_by_id
-from danq.io.deepsea import SPLITS, SplitWriter
+from danq.io.deepsea import SplitWriter
 
 CENTRAL_BIN = 200
 POSITIVE_RATE = 0.15  # chance per sample of planting a rule's positive arrangement
@@ -141,7 +142,9 @@ class _Planter:
     def strand(self) -> int:
         return 1 if self.rng.random() < 0.5 else -1
 
-    def near(self, seq: _Sequence, first: _Site, motif: int, lo_gap: int, hi_gap: int, strand: int):
+    def near(
+        self, seq: _Sequence, first: _Site, motif: int, lo_gap: int, hi_gap: int, strand: int
+    ) -> _Site | None:
         """Plant motif at a gap of [lo_gap, hi_gap] bp after `first` (upstream if strand < 0)."""
         length = self.lengths[motif]
         if strand > 0:
@@ -273,7 +276,13 @@ def generate_chunk(
 
 
 def _write_split(
-    path: Path, split: str, n_forward: int, cfg: SynthConfig, pfms, rules, seed: int
+    path: Path,
+    split: str,
+    n_forward: int,
+    cfg: SynthConfig,
+    pfms: list[np.ndarray],
+    rules: list[Rule],
+    seed: int,
 ) -> np.ndarray:
     """Write one split; returns the number of positives per target (forward half)."""
     positives = np.zeros(len(rules), dtype=np.int64)
@@ -301,7 +310,7 @@ class TargetInfo:
 
 
 def write_dataset(
-    out_dir: str | os.PathLike[str], cfg: SynthConfig, seed: int, splits=SPLITS
+    out_dir: str | os.PathLike[str], cfg: SynthConfig, seed: int, splits: Sequence[str] = SPLITS
 ) -> Path:
     """Write train.mat, valid.mat, test.mat (or only `splits`) and metadata.json into out_dir."""
     out = Path(out_dir)

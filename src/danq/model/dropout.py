@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from danq.config import DropoutConfig
+from danq.config import DropoutConfig, Variant
 
 POOL_DROPOUT = "pool_dropout"
 LSTM_DROPOUT = "lstm_dropout"
@@ -85,9 +85,7 @@ class DropoutPolicy:
         return (low + high) / 2
 
 
-def dropout_policy(
-    cfg: DropoutConfig, variant: Literal["baseline", "random_dropout"]
-) -> DropoutPolicy:
+def dropout_policy(cfg: DropoutConfig, variant: Variant) -> DropoutPolicy:
     if variant == "baseline":
         fixed = cfg.baseline
         return DropoutPolicy(
@@ -151,6 +149,7 @@ class DropoutRedrawCallback(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         if self.policy.redraw == "batch":
+            assert self._epoch_rng is not None  # Keras begins the epoch before its batches
             rates = self._draw(self._epoch_rng)
             self._assign(rates)
             for name, rate in rates.items():

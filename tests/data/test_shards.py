@@ -14,9 +14,10 @@ from danq.config import PrepareConfig
 from danq.data.dataset import make_dataset, steps_per_epoch
 from danq.data.encoding import onehot_to_codes, reverse_complement_codes
 from danq.data.shards import prepare_dataset, prepare_split, read_manifest
-from danq.io.deepsea import DataError, open_split, write_split
+from danq.errors import DataError
+from danq.io.deepsea import open_split, write_split
 
-from .conftest import REPO
+REPO = Path(__file__).resolve().parents[2]
 
 
 def collect(dataset) -> tuple[np.ndarray, np.ndarray]:

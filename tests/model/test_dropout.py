@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from danq.config import ConfigError, DropoutConfig, ModelConfig, RandomDropout, parse_params
+from danq.config import DropoutConfig, ModelConfig, RandomDropout, parse_params
+from danq.errors import ConfigError
 from danq.model.dropout import (
     LSTM_DROPOUT,
     POOL_DROPOUT,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from danq.artifacts import DATA_METADATA_FILE
 from danq.config import SynthConfig
 from danq.data.encoding import reverse_complement_onehot
 from danq.data.jaspar import motifs_by_id
@@ -15,22 +16,23 @@ from danq.data.synth import grammar, write_dataset
 from danq.data.targets import read_metadata
 from danq.io.deepsea import open_split
 
-from .conftest import TINY_SYNTH
+SMALL = dict(n_train=120, n_valid=40, n_test=40, seq_len=200, chunk_size=50)
 
 
 def digest(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
-def test_same_seed_gives_byte_identical_files(tiny_data: Path, tmp_path: Path) -> None:
-    again = write_dataset(tmp_path / "again", SynthConfig(**TINY_SYNTH), seed=3)
-    assert digest(again) == digest(tiny_data)
-    other = write_dataset(tmp_path / "other", SynthConfig(**TINY_SYNTH), seed=4)
-    assert digest(other)["train.mat"] != digest(tiny_data)["train.mat"]
+def test_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
+    first = write_dataset(tmp_path / "first", SynthConfig(**SMALL), seed=3)
+    again = write_dataset(tmp_path / "again", SynthConfig(**SMALL), seed=3)
+    assert digest(again) == digest(first)
+    other = write_dataset(tmp_path / "other", SynthConfig(**SMALL), seed=4)
+    assert digest(other)["train.mat"] != digest(first)["train.mat"]
 
 
 def test_chunking_is_part_of_the_recipe_but_sizes_are_exact(tmp_path: Path) -> None:
-    cfg = SynthConfig(**{**TINY_SYNTH, "n_train": 101, "chunk_size": 50})
+    cfg = SynthConfig(**{**SMALL, "n_train": 101, "chunk_size": 50})
     out = write_dataset(tmp_path, cfg, seed=1)
     with open_split(out / "train.mat") as reader:
         assert reader.n == 202
@@ -47,7 +49,7 @@ def test_splits_hold_forward_then_reverse_complement_halves(tiny_data: Path) -> 
 
 
 def test_gc_content_and_n_runs_are_realistic(tmp_path: Path) -> None:
-    cfg = SynthConfig(**{**TINY_SYNTH, "n_train": 400, "n_sequence_share": 0.2})
+    cfg = SynthConfig(**{**SMALL, "n_train": 400, "n_sequence_share": 0.2})
     out = write_dataset(tmp_path, cfg, seed=5)
     with open_split(out / "train.mat") as reader:
         x, _ = reader.read(0, 400)
@@ -74,7 +76,7 @@ def test_metadata_records_the_grammar(tiny_data: Path) -> None:
     }
     ctcf = meta["targets"][0]
     assert ctcf["name"] == "single:CTCF" and ctcf["motifs"] == ["MA0139.1"]
-    assert json.loads((tiny_data / "metadata.json").read_text()) == meta
+    assert json.loads((tiny_data / DATA_METADATA_FILE).read_text()) == meta
     assert read_metadata(tiny_data / "nowhere") is None
 
 
@@ -89,7 +91,7 @@ def best_match_score(x: np.ndarray, pfm: np.ndarray) -> np.ndarray:
 
 
 def test_labels_carry_real_motif_signal(tmp_path: Path) -> None:
-    cfg = SynthConfig(**{**TINY_SYNTH, "n_train": 300, "label_noise": 0.0})
+    cfg = SynthConfig(**{**SMALL, "n_train": 300, "label_noise": 0.0})
     out = write_dataset(tmp_path, cfg, seed=11)
     with open_split(out / "train.mat") as reader:
         x, y = reader.read(0, 300)
@@ -102,7 +104,7 @@ def test_labels_carry_real_motif_signal(tmp_path: Path) -> None:
 
 
 def test_grammar_targets_are_not_just_motif_presence(tmp_path: Path) -> None:
-    cfg = SynthConfig(**{**TINY_SYNTH, "n_train": 400, "label_noise": 0.0})
+    cfg = SynthConfig(**{**SMALL, "n_train": 400, "label_noise": 0.0})
     out = write_dataset(tmp_path, cfg, seed=12)
     meta = read_metadata(out)
     with open_split(out / "train.mat") as reader:

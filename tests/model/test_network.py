@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from pyjaspar import jaspardb
 
-from danq.config import ConfigError, DropoutConfig, ModelConfig, parse_params
+from danq.config import DropoutConfig, ModelConfig, parse_params
 from danq.data.jaspar import vertebrate_pfms
+from danq.errors import ConfigError
 from danq.model.dropout import LSTM_DROPOUT, POOL_DROPOUT, dropout_policy
 from danq.model.network import build_danq, compile_danq, jaspar_filter_weights
 

@@ -18,19 +18,22 @@ import pytest
 import tensorflow as tf
 
 import danq.model.dropout  # noqa: F401 - registers the custom layer that saved models refer to
-from danq.cli.train import add_train_arguments
-from danq.config import ConfigError, load_params, parse_params
-from danq.training.loop import (
+from danq import tracking
+from danq.artifacts import (
     CHECKPOINT_DIR,
+    CHECKPOINT_STATE_FILE,
     HISTORY_FILE,
     MODEL_FILE,
     RUN_FILE,
-    TrainingStateError,
-    configure_devices,
-    run,
-    train_variant,
-    training_batches,
+    TRAINING_CURVE_FILE,
+    write_json,
 )
+from danq.cli.train import add_train_arguments, cmd_train
+from danq.config import load_params, parse_params
+from danq.errors import ConfigError, TrainingStateError
+from danq.training.batches import training_batches
+from danq.training.loop import finished_run, plan_job, saved_state, train_variant
+from danq.training.settings import configure_devices, settings_diff, settings_hash
 
 TINY_MODEL = dict(
     preset="custom", conv_filters=8, conv_width=10, pool_size=5, lstm_units=4, dense_units=8
@@ -73,8 +76,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """One SQLite tracking store for the module, its artifacts under the temporary folder."""
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root}/mlflow.db"
-    mlflow.set_tracking_uri(uri)
-    mlflow.create_experiment("danq-test", artifact_location=str(root / "artifacts"))
+    tracking.client(uri).create_experiment("danq-test", artifact_location=str(root / "artifacts"))
     return {"tracking_uri": uri, "experiment": "danq-test"}
 
 
@@ -142,6 +144,44 @@ def test_cpu_keeps_float32_and_the_default_strategy():
     assert strategy.num_replicas_in_sync == 1
 
 
+def test_settings_fingerprint_ignores_order_and_the_diff_names_each_changed_key():
+    assert settings_hash({"a": 1, "b": 2}) == settings_hash({"b": 2, "a": 1})
+    assert len(settings_hash({"a": 1})) == 16 and settings_hash({"a": 1}) != settings_hash({"a": 2})
+    assert settings_diff({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 4}) == (
+        "b: 2 there, 3 now; c: None there, 4 now"
+    )
+
+
+def test_saved_state_and_finished_run_from_other_settings_are_refused_without_flags(
+    tiny_shards, tmp_path
+):
+    params = parse_params({"model": TINY_MODEL, "train": TINY_TRAIN})
+    job = plan_job(params, "baseline", str(tiny_shards), str(tmp_path / "out"), None, None)
+    assert job.checkpoint.directory == tmp_path / "out" / CHECKPOINT_DIR
+    assert saved_state(job, restart=False) is None
+
+    other = {**job.settings, "train.batch_size": 16}
+    state = {"settings_hash": settings_hash(other), "settings": other, "epoch": 1}
+    write_json(job.checkpoint.state_path, state)
+    with pytest.raises(TrainingStateError) as err:
+        saved_state(job, restart=False)
+    assert "train.batch_size: 16 there, 32 now" in str(err.value)
+    assert "restart training to discard it" in str(err.value) and "--" not in str(err.value)
+    assert saved_state(job, restart=True) is None
+    assert not job.checkpoint.directory.exists()
+
+    assert finished_run(job.out, job.fingerprint, job.settings) is None
+    (job.out / MODEL_FILE).write_text("a model")
+    write_json(job.out / RUN_FILE, {"settings_hash": settings_hash(other), "settings": other})
+    with pytest.raises(TrainingStateError) as err:
+        finished_run(job.out, job.fingerprint, job.settings)
+    assert "train.batch_size: 16 there, 32 now" in str(err.value)
+    assert "train with force" in str(err.value) and "--" not in str(err.value)
+    write_json(job.out / RUN_FILE, {"settings_hash": job.fingerprint, "run_id": "r"})
+    assert finished_run(job.out, job.fingerprint, job.settings)["run_id"] == "r"
+
+
+@pytest.mark.slow
 def test_same_seed_gives_the_same_losses_and_weights(
     store, tiny_shards, data_dir, reference, tmp_path
 ):
@@ -155,6 +195,7 @@ def test_same_seed_gives_the_same_losses_and_weights(
         np.testing.assert_array_equal(ours, theirs)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_mid_epoch_ends_in_the_uninterrupted_weights(
     store, tiny_shards, data_dir, reference, tmp_path
 ):
@@ -187,7 +228,7 @@ def test_resume_after_sigkill_mid_epoch_ends_in_the_uninterrupted_weights(
     process.communicate()
 
     # Killed in epoch 2: the checkpoint holds epoch 1 and the run is not finished.
-    state = json.loads((out / CHECKPOINT_DIR / "state.json").read_text())
+    state = json.loads((out / CHECKPOINT_DIR / CHECKPOINT_STATE_FILE).read_text())
     assert state["epoch"] == 1
     assert not (out / RUN_FILE).exists()
 
@@ -202,17 +243,17 @@ def test_resume_after_sigkill_mid_epoch_ends_in_the_uninterrupted_weights(
         np.testing.assert_array_equal(ours, theirs)
     assert not (out / CHECKPOINT_DIR).exists()
 
-    mlflow.set_tracking_uri(store["tracking_uri"])
-    steps = [m.step for m in mlflow.MlflowClient().get_metric_history(result.run_id, "loss")]
+    client = tracking.client(store["tracking_uri"])
+    steps = [m.step for m in client.get_metric_history(result.run_id, "loss")]
     assert sorted(steps) == [1, 2, 3]  # each epoch logged once, across both processes
 
 
+@pytest.mark.slow
 def test_mlflow_run_holds_params_metrics_tags_and_model(store, reference, tiny_data):
     run_info = json.loads((reference / RUN_FILE).read_text())
     assert run_info["model_uri"] == f"runs:/{run_info['run_id']}/model"
     assert run_info["experiment"] == "danq-test"
-    mlflow.set_tracking_uri(run_info["tracking_uri"])
-    client = mlflow.MlflowClient()
+    client = tracking.client(run_info["tracking_uri"])
     run_data = client.get_run(run_info["run_id"]).data
 
     params = run_data.params
@@ -242,9 +283,10 @@ def test_mlflow_run_holds_params_metrics_tags_and_model(store, reference, tiny_d
         assert tags[f"versions.{package}"]
 
     artifacts = {a.path for a in client.list_artifacts(run_info["run_id"])}
-    assert {"history.json", "training_curve.png"} <= artifacts
-    model = mlflow.keras.load_model(run_info["model_uri"])
-    model_info = mlflow.models.get_model_info(run_info["model_uri"])
+    assert {HISTORY_FILE, TRAINING_CURVE_FILE} <= artifacts
+    with tracking.using(run_info["tracking_uri"]):
+        model = mlflow.keras.load_model(run_info["model_uri"])
+        model_info = mlflow.models.get_model_info(run_info["model_uri"])
     assert model_info.metadata["target_names"][0] == "single:CTCF"
     signature = model_info.signature
     assert signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 200, 4)
@@ -253,6 +295,7 @@ def test_mlflow_run_holds_params_metrics_tags_and_model(store, reference, tiny_d
         np.testing.assert_array_equal(ours, logged)
 
 
+@pytest.mark.slow
 def test_random_dropout_redraws_rates_each_epoch_and_baseline_keeps_them(reference, baseline):
     drawn = [r["rates"] for r in history(reference)["epochs"]]
     assert len({r["pool_dropout"] for r in drawn}) == len(drawn)
@@ -280,11 +323,15 @@ def train_args(shards, out, data_dir, *extra: str) -> argparse.Namespace:
     )
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_not_trained_again(store, tiny_shards, data_dir, baseline, capsys):
     before = {p.name: p.stat().st_mtime_ns for p in baseline.iterdir()}
     args = train_args(tiny_shards, baseline, data_dir)
-    assert run(args, parse_params(raw_params(store))) == 0
-    assert "holds a finished run" in capsys.readouterr().out
+    assert cmd_train(args, parse_params(raw_params(store))) == 0
+    printed = capsys.readouterr().out
+    assert f"baseline: {baseline} holds a finished run (" in printed
+    assert "--force trains again" in printed and "best epoch" in printed
+    assert "training baseline" not in printed
     assert {p.name: p.stat().st_mtime_ns for p in baseline.iterdir()} == before
 
 
@@ -297,6 +344,7 @@ class StopAfterFirstEpoch(keras.callbacks.Callback):
         raise Interrupted
 
 
+@pytest.mark.slow
 def test_checkpoint_and_finished_run_from_other_settings_are_refused(
     store, tiny_shards, data_dir, baseline, tmp_path
 ):
@@ -310,11 +358,12 @@ def test_checkpoint_and_finished_run_from_other_settings_are_refused(
             data_dir,
             callbacks=[StopAfterFirstEpoch()],
         )
-    assert json.loads((out / CHECKPOINT_DIR / "state.json").read_text())["epoch"] == 1
+    assert json.loads((out / CHECKPOINT_DIR / CHECKPOINT_STATE_FILE).read_text())["epoch"] == 1
 
     other = parse_params(raw_params(store, batch_size=16))
-    with pytest.raises(TrainingStateError, match=r"train\.batch_size: 32 there, 16 now.*--restart"):
+    with pytest.raises(TrainingStateError, match=r"train\.batch_size: 32 there, 16 now") as err:
         train_variant(other, "baseline", str(tiny_shards), str(out), data_dir)
+    assert "restart training to discard it" in str(err.value) and "--" not in str(err.value)
     result = train_variant(other, "baseline", str(tiny_shards), str(out), data_dir, restart=True)
     assert result.resumed_from_epoch == 0 and result.epochs_run == TINY_TRAIN["max_epochs"]
     # --force trains a finished run again, as a new MLflow run.
@@ -323,7 +372,7 @@ def test_checkpoint_and_finished_run_from_other_settings_are_refused(
     assert not again.already_finished and again.run_id != result.run_id
     assert losses(out) == first
 
-    with pytest.raises(TrainingStateError, match=r"train\.max_epochs: 3 there, 4 now.*--force"):
+    with pytest.raises(TrainingStateError, match=r"train\.max_epochs: 3 there, 4 now") as err:
         train_variant(
             parse_params(raw_params(store, max_epochs=4)),
             "baseline",
@@ -331,6 +380,7 @@ def test_checkpoint_and_finished_run_from_other_settings_are_refused(
             str(baseline),
             data_dir,
         )
+    assert "train with force" in str(err.value) and "--" not in str(err.value)
 
 
 def test_bad_settings_fail_at_start_naming_the_key(store, tiny_shards, tmp_path):
@@ -342,6 +392,7 @@ def test_bad_settings_fail_at_start_naming_the_key(store, tiny_shards, tmp_path)
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_cli_keeps_checkpoints_outside_a_fresh_output_folder(
     store, tiny_shards, data_dir, tmp_path
 ):
@@ -349,6 +400,6 @@ def test_cli_keeps_checkpoints_outside_a_fresh_output_folder(
     out = tmp_path / "build" / "models" / "baseline"
     checkpoints = ["--checkpoint-dir", str(tmp_path / "checkpoints" / "baseline")]
     args = train_args(tiny_shards, out, data_dir, *checkpoints)
-    assert run(args, parse_params(raw_params(store, max_epochs=1))) == 0
-    assert (out / MODEL_FILE).exists() and (out / "run.json").exists()
-    assert not (out / "checkpoint").exists()
+    assert cmd_train(args, parse_params(raw_params(store, max_epochs=1))) == 0
+    assert (out / MODEL_FILE).exists() and (out / RUN_FILE).exists()
+    assert not (out / CHECKPOINT_DIR).exists()
