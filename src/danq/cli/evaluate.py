@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from danq.config import VARIANTS, Params
 from danq.io import storage
 
 
 def cmd_evaluate(args: argparse.Namespace, params: Params) -> int:
-
-    from danq.evaluate import EvaluationError, evaluate_variant
+    from danq.errors import EvaluationError
+    from danq.evaluation.scoring import evaluate_variant, write_metrics
 
     work = params.work_dir
+    metrics_dir = args.metrics_dir or params.paths.metrics_dir
     for variant in args.variants:
         try:
             metrics = evaluate_variant(
@@ -25,6 +27,8 @@ def cmd_evaluate(args: argparse.Namespace, params: Params) -> int:
             )
         except EvaluationError as err:
             raise EvaluationError(f"{variant}: {err}") from None
+        # The copy that `dvc metrics` reads: committed, so outside the git-ignored work_dir.
+        write_metrics(Path(metrics_dir, f"{variant}.json"), metrics)
         overall = metrics["overall"]
         print(
             f"{variant}: test macro AUROC {overall['auroc']:.4f}, macro AUPR "
@@ -35,7 +39,8 @@ def cmd_evaluate(args: argparse.Namespace, params: Params) -> int:
 
 
 def cmd_report(args: argparse.Namespace, params: Params) -> int:
-    from danq.report import build_report, comparison_table
+    from danq import artifacts
+    from danq.evaluation.report import build_report, comparison_table
 
     work = params.work_dir
     out = args.out or storage.join(work, "report")
@@ -45,9 +50,10 @@ def cmd_report(args: argparse.Namespace, params: Params) -> int:
         models_dir=args.models or storage.join(work, "models"),
         eval_dir=args.eval or storage.join(work, "eval"),
         out_dir=out,
+        plots_dir=args.plots_dir or storage.join(params.paths.metrics_dir, "plots"),
     )
     print("\n".join(comparison_table(comparison)))
-    print(f"report: {out}/comparison.md and comparison.html")
+    print(f"report: {out}/{artifacts.COMPARISON_MD_FILE} and {artifacts.COMPARISON_HTML_FILE}")
     return 0
 
 
@@ -57,13 +63,19 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="score trained variants on the test split (RC-averaged AUROC/AUPR)",
         description="Predict the test split with each variant's best model, averaging every "
         "sequence with its reverse complement; write metrics.json, per_target.tsv, curves and "
-        "predictions under <work_dir>/eval/<variant>/ and log test metrics to MLflow.",
+        "predictions under <work_dir>/eval/<variant>/, a copy of metrics.json as "
+        "<paths.metrics_dir>/<variant>.json, and log test metrics to MLflow.",
     )
     evaluate.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     evaluate.add_argument("--models", help="trained models folder (default: <work_dir>/models)")
     evaluate.add_argument("--shards", help="test shard folder (default: <work_dir>/shards/test)")
     evaluate.add_argument("--data", help="data folder for target names (default: paths.data_dir)")
     evaluate.add_argument("--out", help="output folder (default: <work_dir>/eval)")
+    evaluate.add_argument(
+        "--metrics-dir",
+        help="where a copy of each metrics.json goes as <variant>.json, for dvc metrics "
+        "(default: paths.metrics_dir)",
+    )
     evaluate.set_defaults(handler=cmd_evaluate)
 
     report = commands.add_parser(
@@ -73,4 +85,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     report.add_argument("--models", help="trained models folder (default: <work_dir>/models)")
     report.add_argument("--eval", help="evaluation folder (default: <work_dir>/eval)")
     report.add_argument("--out", help="output folder (default: <work_dir>/report)")
+    report.add_argument(
+        "--plots-dir",
+        help="where the CSV tables for dvc plots go (default: <paths.metrics_dir>/plots)",
+    )
     report.set_defaults(handler=cmd_report)

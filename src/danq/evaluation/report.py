@@ -2,10 +2,12 @@
 
 Reads what training and evaluation left (build/models/<variant>/history.json,
 build/eval/<variant>/{metrics.json, per_target.tsv, curves.json, predictions.npz}) and writes
-build/report/: comparison.md and comparison.html, PNG figures (per-target AUPR scatter like
-the DanQ paper's figure, training curves of both variants on one chart, ROC and PR curves of a
-few named targets) and CSV files that `dvc plots show` renders. The random-dropout minus
-baseline difference comes with a paired bootstrap confidence interval on the same test set.
+build/report/: comparison.md, comparison.html and comparison.json, and PNG figures
+(per-target AUPR scatter like the DanQ paper's figure, training curves of both variants on one
+chart, ROC and PR curves of a few named targets). The CSV tables that `dvc plots` renders go
+to their own folder (`danq report`: <paths.metrics_dir>/plots, committed so that `dvc plots
+diff` compares commits). The random-dropout minus baseline difference comes with a paired
+bootstrap confidence interval on the same test set.
 """
 
 from __future__ import annotations
@@ -13,25 +15,44 @@ from __future__ import annotations
 import csv
 import html
 import json
-import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from danq.config import VARIANT_LABELS, Params
+from danq import artifacts
+from danq.config import VARIANT_LABELS, VARIANTS, Params
 from danq.evaluation.metrics import paired_bootstrap_delta
 
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
-def _history_rows(history: dict) -> list[dict]:
-    """Per-epoch rows from history.json (a list of epoch records)."""
-    return list(history.get("epochs", []))
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
-def _per_target(path: Path) -> dict[str, list]:
+BASELINE, RANDOM_DROPOUT = VARIANTS  # the comparison: random dropout minus baseline
+TRAINING_CURVES_PNG = "training_curves.png"
+ROC_PR_PNG = "roc_pr_curves.png"
+AUPR_SCATTER_PNG = "aupr_scatter.png"
+AUPR_SCATTER_CSV = "aupr_scatter.csv"
+BOOTSTRAP_MAX_ROWS = 20_000
+
+
+def history_csv(variant: str) -> str:
+    return f"history_{variant}.csv"
+
+
+def roc_csv(variant: str) -> str:
+    return f"roc_{variant}.csv"
+
+
+def pr_csv(variant: str) -> str:
+    return f"pr_{variant}.csv"
+
+
+def _label(variant: str) -> str:
+    return next((label for v, label in VARIANT_LABELS.items() if v == variant), variant)
+
+
+def _per_target(path: Path) -> dict[str, Any]:
     with path.open() as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
     return {
@@ -42,13 +63,18 @@ def _per_target(path: Path) -> dict[str, list]:
     }
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as fh:
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with artifacts.atomic_text(path) as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["empty"])
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
+
+
+def _save_figure(fig: Figure, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    artifacts.write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -60,32 +86,59 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 
 def build_report(
-    params: Params, variants: list[str], models_dir: str, eval_dir: str, out_dir: str
-) -> dict:
+    params: Params,
+    variants: list[str],
+    models_dir: str,
+    eval_dir: str,
+    out_dir: str,
+    plots_dir: str | None = None,
+) -> dict[str, Any]:
+    """Write the comparison of the variants to out_dir (Markdown, HTML, JSON and figures) and
+    the tables that `dvc plots` draws to plots_dir (default: out_dir); returns the comparison."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    metrics = {v: _read_json(Path(eval_dir, v, "metrics.json")) for v in variants}
-    histories = {v: _read_json(Path(models_dir, v, "history.json")) for v in variants}
-    per_target = {v: _per_target(Path(eval_dir, v, "per_target.tsv")) for v in variants}
+    plots = Path(plots_dir) if plots_dir is not None else out
+    metrics = {v: artifacts.read_json(Path(eval_dir, v, artifacts.METRICS_FILE)) for v in variants}
+    histories = {
+        v: artifacts.read_json(Path(models_dir, v, artifacts.HISTORY_FILE)) for v in variants
+    }
+    _plot_training_curves(variants, histories, out, plots)
+    _plot_roc_pr(variants, eval_dir, out, plots)
+    comparison: dict[str, Any] = {
+        "variants": {v: _variant_summary(metrics[v], histories[v]) for v in variants},
+        "delta": None,
+    }
+    if BASELINE in variants and RANDOM_DROPOUT in variants:
+        comparison.update(_random_dropout_vs_baseline(params, eval_dir, out, plots))
+    markdown = render_markdown(comparison, params)
+    artifacts.write_text(out / artifacts.COMPARISON_MD_FILE, markdown)
+    artifacts.write_text(out / artifacts.COMPARISON_HTML_FILE, render_html(markdown, out))
+    artifacts.write_text(
+        out / artifacts.COMPARISON_JSON_FILE,
+        json.dumps(comparison, indent=2, default=float) + "\n",
+    )
+    return comparison
 
-    # Training curves: one CSV per variant for dvc plots, one chart for people.
+
+def _plot_training_curves(
+    variants: list[str], histories: dict[str, Any], out: Path, plots: Path
+) -> None:
+    """Training curves: one CSV per variant for dvc plots, one chart for people."""
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for v in variants:
-        rows = _history_rows(histories[v])
+        rows = list(histories[v].get("epochs", []))
         _write_csv(
-            out / f"history_{v}.csv",
+            plots / history_csv(v),
             [{"epoch": r["epoch"], "loss": r["loss"], "val_loss": r["val_loss"]} for r in rows],
         )
         epochs = [r["epoch"] for r in rows]
-        axes[0].plot(
-            epochs, [r["val_loss"] for r in rows], marker="o", label=VARIANT_LABELS.get(v, v)
-        )
-        axes[1].plot(epochs, [r["loss"] for r in rows], marker="o", label=VARIANT_LABELS.get(v, v))
+        axes[0].plot(epochs, [r["val_loss"] for r in rows], marker="o", label=_label(v))
+        axes[1].plot(epochs, [r["loss"] for r in rows], marker="o", label=_label(v))
         best = histories[v].get("best_epoch")
         if best is not None:
             axes[0].axvline(best, linestyle=":", color=axes[0].lines[-1].get_color())
@@ -94,13 +147,16 @@ def build_report(
     for ax in axes:
         ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "training_curves.png", dpi=110)
-    plt.close(fig)
+    _save_figure(fig, out / TRAINING_CURVES_PNG)
 
-    # ROC and PR curves of the named targets.
+
+def _plot_roc_pr(variants: list[str], eval_dir: str, out: Path, plots: Path) -> None:
+    """ROC and PR curves of the named targets; the first target's points as CSV tables."""
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for v in variants:
-        curves = _read_json(Path(eval_dir, v, "curves.json"))
+        curves = artifacts.read_json(Path(eval_dir, v, artifacts.CURVES_FILE))
         targets = list(dict.fromkeys(p["target"] for p in curves))
         for target in targets:
             pts = [p for p in curves if p["target"] == target]
@@ -112,9 +168,9 @@ def build_report(
             )
         if targets:
             first = [p for p in curves if p["target"] == targets[0]]
-            _write_csv(out / f"roc_{v}.csv", [{"fpr": p["fpr"], "tpr": p["tpr"]} for p in first])
+            _write_csv(plots / roc_csv(v), [{"fpr": p["fpr"], "tpr": p["tpr"]} for p in first])
             _write_csv(
-                out / f"pr_{v}.csv",
+                plots / pr_csv(v),
                 [{"recall": p["recall"], "precision": p["precision"]} for p in first],
             )
     axes[0].plot([0, 1], [0, 1], color="grey", linewidth=0.5)
@@ -122,82 +178,87 @@ def build_report(
     axes[1].set(title="precision-recall", xlabel="recall", ylabel="precision")
     axes[1].legend(fontsize=6, loc="lower left")
     fig.tight_layout()
-    fig.savefig(out / "roc_pr_curves.png", dpi=110)
-    plt.close(fig)
+    _save_figure(fig, out / ROC_PR_PNG)
 
-    comparison: dict = {"variants": {}, "delta": None}
-    for v in variants:
-        m, h = metrics[v], histories[v]
-        comparison["variants"][v] = {
-            "test_macro_auroc": m["overall"]["auroc"],
-            "test_macro_aupr": m["overall"]["aupr"],
-            "categories": {
-                c: {"auroc": s["auroc"], "aupr": s["aupr"]} for c, s in m["categories"].items()
-            },
-            "epochs_run": h.get("epochs_run"),
-            "best_epoch": h.get("best_epoch"),
-            "stopped_epoch": h.get("stopped_epoch"),
-            "wall_time_s": h.get("wall_time_s"),
-        }
 
-    if "baseline" in variants and "random_dropout" in variants:
-        a, b = per_target["baseline"], per_target["random_dropout"]
-        scatter_rows = [
-            {"target": name, "category": cat, "baseline": float(x), "random_dropout": float(y)}
-            for name, cat, x, y in zip(a["name"], a["category"], a["aupr"], b["aupr"])
-            if not (np.isnan(x) or np.isnan(y))
-        ]
-        _write_csv(out / "aupr_scatter.csv", scatter_rows)
-        fig, ax = plt.subplots(figsize=(5, 5))
-        for cat in dict.fromkeys(r["category"] for r in scatter_rows):
-            pts = [r for r in scatter_rows if r["category"] == cat]
-            ax.scatter(
-                [p["baseline"] for p in pts],
-                [p["random_dropout"] for p in pts],
-                s=14,
-                label=cat or "targets",
-            )
-        ax.plot([0, 1], [0, 1], color="grey", linewidth=0.7)
-        ax.set(
-            xlabel="baseline AUPR",
-            ylabel="random dropout AUPR",
-            xlim=(0, 1),
-            ylim=(0, 1),
-            title="per-target AUPR",
+def _variant_summary(metrics: dict[str, Any], history: dict[str, Any]) -> dict[str, Any]:
+    """One variant's row of the comparison: test metrics and how training went."""
+    return {
+        "test_macro_auroc": metrics["overall"]["auroc"],
+        "test_macro_aupr": metrics["overall"]["aupr"],
+        "categories": {
+            c: {"auroc": s["auroc"], "aupr": s["aupr"]} for c, s in metrics["categories"].items()
+        },
+        "epochs_run": history.get("epochs_run"),
+        "best_epoch": history.get("best_epoch"),
+        "stopped_epoch": history.get("stopped_epoch"),
+        "wall_time_s": history.get("wall_time_s"),
+    }
+
+
+def _random_dropout_vs_baseline(
+    params: Params, eval_dir: str, out: Path, plots: Path
+) -> dict[str, Any]:
+    """Per-target AUPR scatter and the paired bootstrap delta of random dropout minus
+    baseline: the comparison's delta, targets_better and targets_scored."""
+    a = _per_target(Path(eval_dir, BASELINE, artifacts.PER_TARGET_FILE))
+    b = _per_target(Path(eval_dir, RANDOM_DROPOUT, artifacts.PER_TARGET_FILE))
+    scatter_rows = [
+        {"target": name, "category": cat, BASELINE: float(x), RANDOM_DROPOUT: float(y)}
+        for name, cat, x, y in zip(a["name"], a["category"], a["aupr"], b["aupr"])
+        if not (np.isnan(x) or np.isnan(y))
+    ]
+    _write_csv(plots / AUPR_SCATTER_CSV, scatter_rows)
+    _plot_aupr_scatter(scatter_rows, out / AUPR_SCATTER_PNG)
+    pa = np.load(Path(eval_dir, BASELINE, artifacts.PREDICTIONS_FILE))
+    pb = np.load(Path(eval_dir, RANDOM_DROPOUT, artifacts.PREDICTIONS_FILE))
+    delta = {
+        metric: paired_bootstrap_delta(
+            pa["y_true"],
+            pa["y_score"],
+            pb["y_score"],
+            metric=metric,
+            n_boot=params.promote.bootstrap_samples,
+            confidence=params.promote.confidence,
+            seed=params.seed,
+            max_rows=BOOTSTRAP_MAX_ROWS,
         )
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "aupr_scatter.png", dpi=110)
-        plt.close(fig)
+        for metric in ("auroc", "aupr")
+    }
+    return {
+        "delta": delta,
+        "targets_better": int(sum(r[RANDOM_DROPOUT] > r[BASELINE] for r in scatter_rows)),
+        "targets_scored": len(scatter_rows),
+    }
 
-        pa = np.load(Path(eval_dir, "baseline", "predictions.npz"))
-        pb = np.load(Path(eval_dir, "random_dropout", "predictions.npz"))
-        comparison["delta"] = {
-            metric: paired_bootstrap_delta(
-                pa["y_true"],
-                pa["y_score"],
-                pb["y_score"],
-                metric=metric,
-                n_boot=params.promote.bootstrap_samples,
-                confidence=params.promote.confidence,
-                seed=params.seed,
-                max_rows=20_000,
-            )
-            for metric in ("auroc", "aupr")
-        }
-        comparison["targets_better"] = int(
-            sum(r["random_dropout"] > r["baseline"] for r in scatter_rows)
+
+def _plot_aupr_scatter(scatter_rows: list[dict[str, Any]], path: Path) -> None:
+    """Per-target AUPR of random dropout against baseline, like the DanQ paper's figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for cat in dict.fromkeys(r["category"] for r in scatter_rows):
+        pts = [r for r in scatter_rows if r["category"] == cat]
+        ax.scatter(
+            [p[BASELINE] for p in pts],
+            [p[RANDOM_DROPOUT] for p in pts],
+            s=14,
+            label=cat or "targets",
         )
-        comparison["targets_scored"] = len(scatter_rows)
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.7)
+    ax.set(
+        xlabel="baseline AUPR",
+        ylabel="random dropout AUPR",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title="per-target AUPR",
+    )
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save_figure(fig, path)
 
-    markdown = render_markdown(comparison, params)
-    (out / "comparison.md").write_text(markdown)
-    (out / "comparison.html").write_text(render_html(markdown, out))
-    (out / "comparison.json").write_text(json.dumps(comparison, indent=2, default=float) + "\n")
-    return comparison
 
-
-def comparison_table(comparison: dict) -> list[str]:
+def comparison_table(comparison: dict[str, Any]) -> list[str]:
     lines = [
         "| variant | test macro AUROC | test macro AUPR | epochs run | best epoch | wall time |",
         "|---|---|---|---|---|---|",
@@ -205,14 +266,14 @@ def comparison_table(comparison: dict) -> list[str]:
     for v, row in comparison["variants"].items():
         wall = row.get("wall_time_s")
         lines.append(
-            f"| {VARIANT_LABELS.get(v, v)} | {_fmt(row['test_macro_auroc'])} | "
+            f"| {_label(v)} | {_fmt(row['test_macro_auroc'])} | "
             f"{_fmt(row['test_macro_aupr'])} | {row.get('epochs_run', 'n/a')} | "
             f"{row.get('best_epoch', 'n/a')} | {'n/a' if wall is None else f'{wall:.0f} s'} |"
         )
     return lines
 
 
-def render_markdown(comparison: dict, params: Params) -> str:
+def render_markdown(comparison: dict[str, Any], params: Params) -> str:
     lines = ["# Baseline DanQ vs random-dropout DanQ", ""]
     lines += comparison_table(comparison)
     variants = comparison["variants"]
@@ -227,7 +288,7 @@ def render_markdown(comparison: dict, params: Params) -> str:
         ]
         for v, row in variants.items():
             lines.append(
-                f"| {VARIANT_LABELS.get(v, v)} | "
+                f"| {_label(v)} | "
                 + " | ".join(_fmt(row["categories"].get(c, {}).get("aupr")) for c in categories)
                 + " |"
             )
@@ -259,11 +320,11 @@ def render_markdown(comparison: dict, params: Params) -> str:
         lines += ["", f"Verdict on this test set: {verdict} (macro AUPR)."]
     lines += [
         "",
-        "![training curves](training_curves.png)",
+        f"![training curves]({TRAINING_CURVES_PNG})",
         "",
-        "![per-target AUPR](aupr_scatter.png)",
+        f"![per-target AUPR]({AUPR_SCATTER_PNG})",
         "",
-        "![ROC and PR](roc_pr_curves.png)",
+        f"![ROC and PR]({ROC_PR_PNG})",
         "",
     ]
     return "\n".join(lines)

@@ -2,10 +2,11 @@
 
 Each test sequence is scored together with its reverse complement and the two predictions
 are averaged (DeepSEA, DanQ). Per-target ROC AUC and average precision come from
-danq.metrics (exact, vectorised); targets without positives are reported as skipped.
-Outputs per variant, under build/eval/<variant>/: metrics.json (for `dvc metrics`),
+danq.evaluation.metrics (exact, vectorised); targets without positives are reported as skipped.
+Outputs per variant, under build/eval/<variant>/: metrics.json (which promotion reads; the
+command also copies it to <paths.metrics_dir>/<variant>.json for `dvc metrics`),
 per_target.tsv, predictions.npz (for the promotion gate's paired bootstrap), and ROC / PR
-curve points for a few named targets (for `dvc plots` and MLflow).
+curve points for a few named targets (for the report's plots and MLflow).
 """
 
 from __future__ import annotations
@@ -13,19 +14,28 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from danq import tracking
+from danq import artifacts, tracking
 from danq.config import Params
 from danq.data.shards import read_manifest
 from danq.data.targets import target_table
-from danq.errors import EvaluationError
+from danq.errors import DataError, EvaluationError
 from danq.evaluation.metrics import json_safe, per_target_auroc_aupr, summarise
 from danq.io import storage
+from danq.model.loading import load_model
+
+if TYPE_CHECKING:
+    import keras
+
+RUN_ARTIFACT_PATH = "evaluation"  # where the evaluation files go among the run's artifacts
 
 
-def predict_split(model, shard_dir: str, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def predict_split(
+    model: keras.Model, shard_dir: str, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Labels (n, T) uint8 and RC-averaged scores (n, T) float32 for the n forward sequences.
 
     The shards stream the forward half first and the reverse-complement half second, in the
@@ -36,7 +46,7 @@ def predict_split(model, shard_dir: str, batch_size: int) -> tuple[np.ndarray, n
     manifest = read_manifest(shard_dir)
     total = manifest.n_source_samples
     if total % 2:
-        raise ValueError(f"{shard_dir}: {total} samples cannot pair forward with reverse halves")
+        raise DataError(f"{shard_dir}: {total} samples cannot pair forward with reverse halves")
     scores = np.empty((total, manifest.n_targets), dtype=np.float32)
     labels = np.empty((total, manifest.n_targets), dtype=np.uint8)
     at = 0
@@ -49,21 +59,9 @@ def predict_split(model, shard_dir: str, batch_size: int) -> tuple[np.ndarray, n
     return labels[:half], (scores[:half] + scores[half:]) / 2
 
 
-def load_model(model_uri: str):
-    """A Keras model from a local .keras file or any MLflow model URI."""
-    import keras
-
-    import danq.model.dropout  # noqa: F401 - registers RandomRateDropout for deserialisation
-
-    if model_uri.endswith(".keras") and os.path.exists(model_uri):
-        return keras.models.load_model(model_uri, compile=False)
-    import mlflow.keras
-
-    return mlflow.keras.load_model(model_uri)
-
-
 def predict_uri(model_uri: str, shard_dir: str, batch_size: int) -> np.ndarray:
-    """RC-averaged test scores of the model at model_uri (e.g. the current champion)."""
+    """RC-averaged test scores of the model at model_uri (e.g. the current champion); an
+    MLflow URI resolves against the fluent API's tracking server (see tracking.using)."""
     return predict_split(load_model(model_uri), shard_dir, batch_size)[1]
 
 
@@ -87,7 +85,9 @@ def curve_points(y_true: np.ndarray, y_score: np.ndarray) -> dict[str, np.ndarra
     }
 
 
-def curve_targets(names: list[str], categories: dict[str, list[int]], auroc, count: int):
+def curve_targets(
+    names: list[str], categories: dict[str, list[int]], auroc: np.ndarray, count: int
+) -> list[int]:
     """A few scoreable targets to plot: the first of each category, then by index."""
     chosen: list[int] = []
     for members in categories.values():
@@ -102,12 +102,6 @@ def curve_targets(names: list[str], categories: dict[str, list[int]], auroc, cou
     return sorted(chosen)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def evaluate_variant(
     params: Params,
     variant: str,
@@ -115,31 +109,63 @@ def evaluate_variant(
     shard_dir: str,
     out_dir: str,
     data_dir: str | None,
-) -> dict:
+) -> dict[str, Any]:
     """Score one trained variant on the test shards and write its evaluation outputs."""
-    model_path = storage.join(model_dir, "model.keras")
-    run_info = json.loads(Path(model_dir, "run.json").read_text())
-    model = load_model(model_path)
+    run_info = artifacts.read_json(Path(model_dir, artifacts.RUN_FILE))
+    model = load_model(storage.join(model_dir, artifacts.MODEL_FILE))
     y_true, y_score = predict_split(model, shard_dir, params.evaluate.batch_size)
     auroc, aupr = per_target_auroc_aupr(y_true, y_score)
     names, categories = target_table(y_true.shape[1], data_dir)
     summary = summarise(auroc, aupr, categories)
+    run_id = run_info.get("run_id")
+    tracking_uri = tracking.resolve_uri(params.mlflow)
     metrics = {
         "variant": variant,
         "model_uri": run_info.get("model_uri"),
-        "mlflow_run_id": run_info.get("run_id"),
+        "mlflow_run_id": run_id,
         "n_test": int(len(y_true)),
         "n_targets": int(y_true.shape[1]),
         "overall": {
             k: summary[k] for k in ("auroc", "aupr", "n_scoreable", "n_skipped", "skipped")
         },
         "categories": summary["categories"],
-        **_provenance(params, run_info.get("run_id")),
+        **_provenance(tracking_uri, run_id),
     }
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / ".predictions.tmp.npz", y_true=y_true, y_score=y_score)
-    os.replace(out / ".predictions.tmp.npz", out / "predictions.npz")
+    _write_predictions(out / artifacts.PREDICTIONS_FILE, y_true, y_score)
+    artifacts.write_text(
+        out / artifacts.PER_TARGET_FILE, per_target_table(names, categories, y_true, auroc, aupr)
+    )
+    plotted = curve_targets(names, categories, auroc, params.evaluate.curve_targets)
+    curves = curve_rows(names, y_true, y_score, plotted)
+    artifacts.write_text(out / artifacts.CURVES_FILE, json.dumps(curves) + "\n")
+    write_metrics(out / artifacts.METRICS_FILE, metrics)
+    _log_to_mlflow(tracking_uri, metrics, out)
+    return metrics
+
+
+def write_metrics(path: str | os.PathLike[str], metrics: dict[str, Any]) -> None:
+    """metrics.json as evaluation writes it (NaN as null), atomically."""
+    artifacts.write_json(path, json_safe(metrics))
+
+
+def _write_predictions(path: Path, y_true: np.ndarray, y_score: np.ndarray) -> None:
+    def save(tmp: Path) -> None:
+        # A file object: given a name, numpy would append ".npz" to the temporary one.
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, y_true=y_true, y_score=y_score)
+
+    artifacts.write_atomically(path, save)
+
+
+def per_target_table(
+    names: list[str],
+    categories: dict[str, list[int]],
+    y_true: np.ndarray,
+    auroc: np.ndarray,
+    aupr: np.ndarray,
+) -> str:
+    """per_target.tsv: one row per target with its category, positives, AUROC and AUPR."""
     positives = y_true.sum(axis=0)
     rows = ["index\tname\tcategory\tpositives\tauroc\taupr"]
     category_of = {t: c for c, members in categories.items() for t in members}
@@ -147,14 +173,20 @@ def evaluate_variant(
         rows.append(
             f"{t}\t{name}\t{category_of.get(t, '')}\t{positives[t]}\t{auroc[t]:.6f}\t{aupr[t]:.6f}"
         )
-    _write_atomic(out / "per_target.tsv", "\n".join(rows) + "\n")
-    curves = []
-    for t in curve_targets(names, categories, auroc, params.evaluate.curve_targets):
+    return "\n".join(rows) + "\n"
+
+
+def curve_rows(
+    names: list[str], y_true: np.ndarray, y_score: np.ndarray, targets: list[int]
+) -> list[dict[str, Any]]:
+    """curves.json: the ROC and PR points of each target in targets, rounded to 5 digits."""
+    rows = []
+    for t in targets:
         points = curve_points(y_true[:, t], y_score[:, t])
         for fpr, tpr, rec, prec in zip(
-            points["fpr"], points["tpr"], points["recall"], points["precision"]
+            points["fpr"], points["tpr"], points["recall"], points["precision"], strict=True
         ):
-            curves.append(
+            rows.append(
                 {
                     "target": names[t],
                     "fpr": round(float(fpr), 5),
@@ -163,40 +195,34 @@ def evaluate_variant(
                     "precision": round(float(prec), 5),
                 }
             )
-    _write_atomic(out / "curves.json", json.dumps(curves) + "\n")
-    _write_atomic(out / "metrics.json", json.dumps(json_safe(metrics), indent=2) + "\n")
-    _log_to_mlflow(params, metrics, out)
-    return metrics
+    return rows
 
 
-def _provenance(params: Params, run_id: str | None) -> dict:
+def _provenance(tracking_uri: str, run_id: str | None) -> dict[str, str | None]:
     """The data version and code version that training recorded on its MLflow run."""
     if not run_id:
         return {"data_md5": None, "git_commit": None}
-    import mlflow
     from mlflow.exceptions import MlflowException
 
-    uri = tracking.resolve_uri(params.mlflow)
-    mlflow.set_tracking_uri(uri)
     try:
-        tags = mlflow.MlflowClient().get_run(run_id).data.tags
+        tags = tracking.client(tracking_uri).get_run(run_id).data.tags
     except MlflowException as err:
         raise EvaluationError(
-            f"training run {run_id} is not in the MLflow store {uri} ({err.message}); the "
-            "model was trained against another store: train again (dvc repro -f train)"
+            f"training run {run_id} is not in the MLflow store {tracking_uri} ({err.message}); "
+            "the model was trained against another store: train again (dvc repro -f train)"
         ) from None
-    return {"data_md5": tags.get("data.md5"), "git_commit": tags.get("git.commit")}
+    return {
+        "data_md5": tags.get(artifacts.TAG_DATA_MD5),
+        "git_commit": tags.get(artifacts.TAG_GIT_COMMIT),
+    }
 
 
-def _log_to_mlflow(params: Params, metrics: dict, out: Path) -> None:
+def _log_to_mlflow(tracking_uri: str, metrics: dict[str, Any], out: Path) -> None:
     """Test metrics and evaluation files on the variant's training run."""
-    if not metrics.get("mlflow_run_id"):
+    run_id = metrics.get("mlflow_run_id")
+    if not run_id:
         return
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking.resolve_uri(params.mlflow))
-    client = mlflow.MlflowClient()
-    run_id = metrics["mlflow_run_id"]
+    client = tracking.client(tracking_uri)
     values = {
         "test_macro_auroc": metrics["overall"]["auroc"],
         "test_macro_aupr": metrics["overall"]["aupr"],
@@ -207,5 +233,5 @@ def _log_to_mlflow(params: Params, metrics: dict, out: Path) -> None:
     for key, value in values.items():
         if value is not None and not np.isnan(value):  # an empty category has no mean
             client.log_metric(run_id, key, float(value))
-    for name in ("metrics.json", "per_target.tsv", "curves.json"):
-        client.log_artifact(run_id, str(out / name), artifact_path="evaluation")
+    for name in (artifacts.METRICS_FILE, artifacts.PER_TARGET_FILE, artifacts.CURVES_FILE):
+        client.log_artifact(run_id, str(out / name), artifact_path=RUN_ARTIFACT_PATH)

@@ -15,25 +15,14 @@ on connection errors a bounded number of times, then fails with one line naming 
 
 from __future__ import annotations
 
-import argparse
 import functools
-import os
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import requests
 from mlflow.entities.model_registry import ModelVersion
-from mlflow.environment_variables import (
-    MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
-    MLFLOW_HTTP_REQUEST_BACKOFF_JITTER,
-    MLFLOW_HTTP_REQUEST_MAX_RETRIES,
-    MLFLOW_HTTP_REQUEST_TIMEOUT,
-)
 from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from danq import tracking
 from danq.config import Params
@@ -41,35 +30,9 @@ from danq.errors import AliasMoveError, RegistryUnavailable
 
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
-HTTP_TIMEOUT_S = 10
 BACKOFF_S = 0.5
 
 T = TypeVar("T")
-
-
-@contextmanager
-def fail_fast_http(timeout_s: int = HTTP_TIMEOUT_S) -> Iterator[None]:
-    """Within this scope MLflow's HTTP client makes one attempt per call, with a short timeout.
-
-    By default it retries 7 times with exponential backoff (minutes); the retry loop of
-    RetryingClient replaces that with a bound of its own.
-    """
-    settings = {
-        MLFLOW_HTTP_REQUEST_MAX_RETRIES.name: "0",
-        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.name: "0",
-        MLFLOW_HTTP_REQUEST_BACKOFF_JITTER.name: "0",
-        MLFLOW_HTTP_REQUEST_TIMEOUT.name: str(timeout_s),
-    }
-    saved = {name: os.environ.get(name) for name in settings}
-    os.environ.update(settings)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 _TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.RetryError)
@@ -99,13 +62,13 @@ class RetryingClient:
 
     Attempts are max_retries + 1 with backoff 0.5 s, 1 s, 2 s, ... between them; other errors
     (a missing model, a refused request) are raised at once. `client` replaces the
-    MlflowClient, e.g. a wrapper that injects failures in tests.
+    MlflowClient of tracking_uri, e.g. a wrapper that injects failures in tests.
     """
 
     def __init__(self, tracking_uri: str, max_retries: int, client: Any | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.max_retries = max_retries
-        self.raw = client if client is not None else MlflowClient(tracking_uri, tracking_uri)
+        self.raw = client if client is not None else tracking.client(tracking_uri)
 
     def retrying(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """fn(*args, **kwargs) under fail_fast_http, retried on connection errors."""
@@ -113,7 +76,7 @@ class RetryingClient:
         attempt = 0
         while True:
             try:
-                with fail_fast_http():
+                with tracking.fail_fast_http():
                     return fn(*args, **kwargs)
             except Exception as exc:
                 cause = _connection_error(exc)
@@ -139,9 +102,11 @@ class RetryingClient:
         return with_retries
 
 
-def connect(params: Params) -> RetryingClient:
-    """A retrying client for params.mlflow's tracking server (also the registry)."""
-    return RetryingClient(tracking.resolve_uri(params.mlflow), params.promote.max_retries)
+def connect(params: Params, tracking_uri: str | None = None) -> RetryingClient:
+    """A retrying client for tracking_uri (default: params.mlflow's tracking server), which is
+    also the registry, with params.promote's retry bound."""
+    uri = tracking_uri or tracking.resolve_uri(params.mlflow)
+    return RetryingClient(uri, params.promote.max_retries)
 
 
 def version_uri(name: str, version: str) -> str:
@@ -215,9 +180,12 @@ def register_candidate(
             if v.source == source
         ]
         if not existing:
-            created = raw.create_model_version(
-                name, source, run_id=run_id, tags=tags, model_id=model_id, await_creation_for=0
-            )
+            # A SQL-backed registry resolves a models:/m-... source through MLflow's global
+            # tracking URI, not the client's: point it at the same server for this call.
+            with tracking.using(client.tracking_uri):
+                created = raw.create_model_version(
+                    name, source, run_id=run_id, tags=tags, model_id=model_id, await_creation_for=0
+                )
             return created.version
         version = max(existing, key=lambda v: int(v.version)).version
         for key, value in tags.items():
@@ -287,67 +255,7 @@ def rollback(client: RetryingClient, name: str) -> dict[str, str]:
     return _apply_alias_moves(client, name, before, moves)
 
 
-def _add_model_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="registered model (default: mlflow.registered_model)")
-
-
-def add_rollback_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_model_argument(parser)
-
-
-def add_show_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_model_argument(parser)
-
-
-def run_rollback(args: argparse.Namespace, params: Params) -> int:
-    """`danq registry rollback`: move champion back to previous-champion."""
-    client = connect(params)
-    name = args.model or params.mlflow.registered_model
-    try:
-        before = aliases(client, name)
-        after = rollback(client, name)
-    except (RegistryUnavailable, AliasMoveError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(
-        f"{name}: champion {before.get(CHAMPION)} -> {after.get(CHAMPION)}, "
-        f"{PREVIOUS_CHAMPION} -> {after.get(PREVIOUS_CHAMPION)}"
-    )
-    return 0
-
-
-def _format_tag(tags: dict[str, str], key: str, width: int) -> str:
-    return f"{tags.get(key, '-'):<{width}}"
-
-
-def run_show(args: argparse.Namespace, params: Params) -> int:
-    """`danq registry show`: versions with their aliases and tags."""
-    client = connect(params)
-    name = args.model or params.mlflow.registered_model
-    try:
-        by_alias = aliases(client, name)
-        versions = client.search_model_versions(f"name = '{name}'")
-    except RegistryUnavailable as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"registered model {name!r} at {client.tracking_uri}: {len(versions)} versions")
-    if not versions:
-        return 0
-    print("aliases: " + (", ".join(f"{a} -> {v}" for a, v in sorted(by_alias.items())) or "none"))
-    alias_of: dict[str, list[str]] = {}
-    for alias, version in by_alias.items():
-        alias_of.setdefault(version, []).append(alias)
-    print(
-        f"{'version':>7}  {'variant':16} {'AUROC':7} {'AUPR':7} {'blessed':8} {'data.md5':10} "
-        f"{'git':9} {'run_id':32}  aliases"
-    )
-    for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
-        tags = v.tags
-        print(
-            f"{v.version:>7}  {_format_tag(tags, 'danq.variant', 16)} "
-            f"{_format_tag(tags, 'metric.auroc', 7)[:7]} {_format_tag(tags, 'metric.aupr', 7)[:7]} "
-            f"{_format_tag(tags, 'danq.blessed', 8)} {tags.get('data.md5', '-')[:10]:10} "
-            f"{tags.get('git.commit', '-')[:9]:9} {v.run_id or '-':32}  "
-            f"{', '.join(sorted(alias_of.get(v.version, [])))}"
-        )
-    return 0
+def model_versions(client: RetryingClient, name: str) -> list[ModelVersion]:
+    """Every version of the registered model, newest first; empty when it does not exist."""
+    found = client.search_model_versions(f"name = '{name}'")
+    return sorted(found, key=lambda v: int(v.version), reverse=True)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from danq.cli.main import main
 from danq.config import DropoutConfig, ModelConfig, Params
 from danq.data.targets import target_table
 from danq.evaluation.report import build_report
@@ -109,6 +110,7 @@ def test_evaluate_and_report(
         str(tiny_models),
         str(tmp_path / "eval"),
         str(tmp_path / "report"),
+        plots_dir=str(tmp_path / "plots"),
     )
     delta = comparison["delta"]["aupr"]
     assert delta["ci_low"] <= delta["delta"] <= delta["ci_high"]
@@ -116,13 +118,53 @@ def test_evaluate_and_report(
     for name in (
         "comparison.md",
         "comparison.html",
+        "comparison.json",
         "training_curves.png",
         "aupr_scatter.png",
         "roc_pr_curves.png",
-        "aupr_scatter.csv",
-        "history_baseline.csv",
     ):
         assert (report / name).stat().st_size > 0, name
+    assert json.loads((report / "comparison.json").read_text())["delta"]["aupr"] == delta
+    # The tables for dvc plots go to their own folder, and only there.
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "aupr_scatter.csv",
+        "history_baseline.csv",
+        "history_random_dropout.csv",
+        "pr_baseline.csv",
+        "pr_random_dropout.csv",
+        "roc_baseline.csv",
+        "roc_random_dropout.csv",
+    ]
+    assert not list(report.glob("*.csv"))
+    history = (tmp_path / "plots" / "history_baseline.csv").read_text().splitlines()
+    assert history[0] == "epoch,loss,val_loss" and len(history) == 4
     html = (report / "comparison.html").read_text()
     assert "<table>" in html and "data:image/png;base64" in html
     assert "DanQ (random dropout)" in (report / "comparison.md").read_text()
+
+
+def test_cli_copies_metrics_and_plot_tables_for_dvc(
+    tiny_data: Path, tiny_shards: Path, tiny_models: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """`danq evaluate` copies each metrics.json to <metrics_dir>/<variant>.json and `danq
+    report` writes its CSV tables to <metrics_dir>/plots; options override both folders."""
+    monkeypatch.chdir(tmp_path)  # paths.metrics_dir is relative: "metrics"
+    common = ["--params", "absent.yaml", "-S", "promote.bootstrap_samples=20"]
+    folders = ["--models", str(tiny_models), "--shards", str(tiny_shards / "test")]
+    folders += ["--data", str(tiny_data)]
+    assert main([*common, "evaluate", *folders, "--out", "eval"]) == 0
+    assert "baseline: test macro AUROC" in capsys.readouterr().out
+    for variant in ("baseline", "random_dropout"):
+        copy = tmp_path / "metrics" / f"{variant}.json"
+        assert copy.read_text() == (tmp_path / "eval" / variant / "metrics.json").read_text()
+    assert main([*common, "evaluate", *folders, "--variants", "baseline", "--out", "eval2",
+                 "--metrics-dir", "elsewhere"]) == 0  # fmt: skip
+    assert [p.name for p in (tmp_path / "elsewhere").iterdir()] == ["baseline.json"]
+
+    report = ["report", "--models", str(tiny_models), "--eval", "eval", "--out", "report"]
+    assert main([*common, *report]) == 0
+    assert "report: report/comparison.md and comparison.html" in capsys.readouterr().out
+    assert (tmp_path / "metrics" / "plots" / "aupr_scatter.csv").exists()
+    assert (tmp_path / "report" / "comparison.md").exists()
+    assert main([*common, *report, "--plots-dir", "tables"]) == 0
+    assert (tmp_path / "tables" / "roc_baseline.csv").exists()

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from danq.config import PromoteConfig
-from danq.promotion.promote import (
-    CandidateError,
+from danq.errors import CandidateError
+from danq.promotion.decide import (
     CandidateEval,
     ChampionEval,
     array_md5,
     decide,
-    load_candidates,
+    registry_tags,
 )
 
 N_ROWS, N_TARGETS = 2000, 10
@@ -251,34 +250,42 @@ def test_score_shape_mismatch_is_refused(task, champion):
         decide(labels[:, :5], [candidate("baseline", scores(latent, 0.6, 2)[:, :5])], champion, CFG)
 
 
-def write_eval(folder: Path, variant: str, labels: np.ndarray, y_score: np.ndarray) -> None:
-    (folder / variant).mkdir(parents=True)
-    (folder / variant / "metrics.json").write_text(
-        json.dumps(
-            {
-                "variant": variant,
-                "model_uri": f"runs:/{variant}-run/model",
-                "mlflow_run_id": f"{variant}-run",
-                "data_md5": "d5",
-                "git_commit": "c0ffee",
-            }
-        )
-    )
-    np.savez_compressed(folder / variant / "predictions.npz", y_true=labels, y_score=y_score)
-
-
-def test_load_candidates_reads_eval_outputs_and_checks_the_split(task, tmp_path):
+def test_registry_tags_carry_provenance_metrics_and_decision(task, champion):
     labels, latent = task
-    write_eval(tmp_path, "baseline", labels, scores(latent, 1.0, 1))
-    write_eval(tmp_path, "random_dropout", labels, scores(latent, 0.6, 2))
-    y_true, candidates = load_candidates(tmp_path, ["baseline", "random_dropout"])
-    np.testing.assert_array_equal(y_true, labels)
-    assert [(c.variant, c.run_id, c.git_commit) for c in candidates] == [
-        ("baseline", "baseline-run", "c0ffee"),
-        ("random_dropout", "random_dropout-run", "c0ffee"),
-    ]
-    write_eval(tmp_path, "other", labels[::-1], scores(latent, 0.6, 2))
-    with pytest.raises(CandidateError, match="other was evaluated on other test labels"):
-        load_candidates(tmp_path, ["baseline", "other"])
-    with pytest.raises(CandidateError, match="missing.*unreadable"):
-        load_candidates(tmp_path, ["missing"])
+    blessing = decide(
+        labels,
+        [
+            CandidateEval(
+                "random_dropout",
+                "runs:/r/model",
+                scores(latent, 0.6, 2),
+                run_id="r",
+                data_md5="d5",
+                git_commit="c0ffee",
+            ),
+            candidate("baseline", scores(latent, 1.5, 3)),
+        ],
+        champion,
+        CFG,
+    )
+    chosen = blessing.verdict("random_dropout")
+    tags = registry_tags(chosen, blessing)
+    assert {k: v for k, v in tags.items() if k != "danq.reason"} == {
+        "danq.variant": "random_dropout",
+        "data.md5": "d5",
+        "git.commit": "c0ffee",
+        "danq.blessed": "true",
+        "danq.chosen": "true",
+        "danq.decision": "promote",
+        "danq.predictions_md5": chosen.predictions_md5,
+        "metric.auroc": f"{chosen.metrics['auroc']:.6f}",
+        "metric.aupr": f"{chosen.metrics['aupr']:.6f}",
+        "danq.delta_vs_champion": f"{chosen.vs_champion.delta:+.6f}",
+    }
+    assert tags["danq.reason"] == chosen.reason
+    other = registry_tags(blessing.verdict("baseline"), blessing)
+    assert (other["danq.blessed"], other["danq.chosen"], other["data.md5"]) == (
+        "false",
+        "false",
+        "unknown",
+    )

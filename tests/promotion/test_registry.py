@@ -8,36 +8,33 @@ re-scored by loading it back from the registry.
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
+import yaml
 
-from danq.config import PromoteConfig, parse_params
-from danq.promotion.promote import array_md5, promote_candidates
-from danq.promotion.promote import run as run_promote
+from danq import artifacts, tracking
+from danq.cli.main import main
+from danq.config import VARIANTS, PromoteConfig
+from danq.errors import AliasMoveError, RegistryUnavailable
+from danq.promotion.decide import array_md5
+from danq.promotion.promote import promote_candidates
 from danq.promotion.registry import (
     CHAMPION,
     PREVIOUS_CHAMPION,
-    AliasMoveError,
-    RegistryUnavailable,
     RetryingClient,
     aliases,
+    connect,
     promote,
     register_candidate,
     rollback,
-    run_rollback,
-    run_show,
 )
 
-from .gcs_emulator import free_port
-from .mlflow_server import mlflow_server
-
-VARIANTS = ["baseline", "random_dropout"]
 N_ROWS, N_INPUTS, N_TARGETS = 1500, 4, 5
 CFG = PromoteConfig(bootstrap_samples=200, min_macro_auroc=0.55)
 # Perturbation size of each logged model's weights: 0 is the true model.
@@ -49,17 +46,6 @@ MODELS = {
     "r3_baseline": 1.0,
     "r3_random_dropout": 0.0,
 }
-
-
-def import_keras() -> None:
-    import keras  # noqa: F401
-    import mlflow.keras  # noqa: F401
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    with mlflow_server(tmp_path_factory.mktemp("mlflow"), while_starting=import_keras) as uri:
-        yield uri
 
 
 @pytest.fixture(scope="module")
@@ -77,29 +63,30 @@ def logged(server: str, task) -> dict[str, dict]:
     import keras
     import mlflow
 
-    previous_uri = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(server)  # also where predict() resolves models:/ URIs
-    mlflow.set_experiment("danq-test")
     out = {}
-    for key, perturbation in MODELS.items():
-        model = keras.Sequential(
-            [keras.Input((N_INPUTS,)), keras.layers.Dense(N_TARGETS, activation="sigmoid")]
-        )
-        kernel = task["weights"] + perturbation * task["direction"]
-        model.set_weights([kernel.astype(np.float32), np.zeros(N_TARGETS, np.float32)])
-        with mlflow.start_run(run_name=key) as run:
-            mlflow.keras.log_model(model, name="model", pip_requirements=["tensorflow"])
-        out[key] = {
-            "run_id": run.info.run_id,
-            "model_uri": f"runs:/{run.info.run_id}/model",
-            "y_score": model.predict(task["x"], verbose=0),
-        }
-    yield out
-    mlflow.set_tracking_uri(previous_uri)
+    with tracking.using(server):
+        experiment = mlflow.set_experiment("danq-test")
+        for key, perturbation in MODELS.items():
+            model = keras.Sequential(
+                [keras.Input((N_INPUTS,)), keras.layers.Dense(N_TARGETS, activation="sigmoid")]
+            )
+            kernel = task["weights"] + perturbation * task["direction"]
+            model.set_weights([kernel.astype(np.float32), np.zeros(N_TARGETS, np.float32)])
+            with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=key) as run:
+                mlflow.keras.log_model(model, name="model", pip_requirements=["tensorflow"])
+            out[key] = {
+                "run_id": run.info.run_id,
+                "model_uri": f"runs:/{run.info.run_id}/model",
+                "y_score": model.predict(task["x"], verbose=0),
+            }
+    return out
 
 
 def predict_fn(task):
-    """Score a registered model on the test inputs after loading it back from the server."""
+    """Score a registered model on the test inputs after loading it back from the server.
+
+    The champion's models:/ URI resolves only if promotion points MLflow's fluent API at the
+    registry's server while it scores: nothing else here does."""
     import mlflow.keras
 
     return lambda model_uri: mlflow.keras.load_model(model_uri).predict(task["x"], verbose=0)
@@ -111,7 +98,7 @@ def write_round(folder: Path, task, logged, round_name: str) -> Path:
         entry = logged[f"{round_name}_{variant}"]
         out = folder / variant
         out.mkdir(parents=True)
-        (out / "metrics.json").write_text(
+        (out / artifacts.METRICS_FILE).write_text(
             json.dumps(
                 {
                     "variant": variant,
@@ -124,7 +111,9 @@ def write_round(folder: Path, task, logged, round_name: str) -> Path:
                 }
             )
         )
-        np.savez_compressed(out / "predictions.npz", y_true=task["y"], y_score=entry["y_score"])
+        np.savez_compressed(
+            out / artifacts.PREDICTIONS_FILE, y_true=task["y"], y_score=entry["y_score"]
+        )
     return folder
 
 
@@ -144,7 +133,7 @@ def test_worse_round_keeps_champion_better_round_moves_it_rollback_restores(
             name,
             CFG,
             eval_dir,
-            VARIANTS,
+            list(VARIANTS),
             tmp_path / round_name / "promote",
             predict_fn(task),
             seed=7,
@@ -218,7 +207,7 @@ def test_worse_round_keeps_champion_better_round_moves_it_rollback_restores(
         name,
         CFG,
         tmp_path / "r3" / "eval",
-        VARIANTS,
+        list(VARIANTS),
         tmp_path / "r3-again",
         predict_fn(task),
         seed=7,
@@ -292,26 +281,25 @@ def test_failure_midway_leaves_aliases_as_they_were(server, three_versions, fail
     assert aliases(RetryingClient(server, 0), name) == before
 
 
-def test_unreachable_server_fails_fast_and_leaves_aliases(server, task, logged, tmp_path):
+def test_unreachable_server_fails_fast_and_leaves_aliases(server, task, logged, tmp_path, dead_uri):
     name = "danq-unreachable"
     live = RetryingClient(server, max_retries=0)
     version = register_candidate(live, name, logged["r1_baseline"]["model_uri"], {})
     promote(live, name, version)
     before = aliases(live, name)
-    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     eval_dir = write_round(tmp_path / "eval", task, logged, "r3")
 
     started = time.monotonic()
     with pytest.raises(
         RegistryUnavailable,
-        match=rf"^MLflow tracking server at {dead} unreachable after 3 attempts: .*refused",
+        match=rf"^MLflow tracking server at {dead_uri} unreachable after 3 attempts: .*refused",
     ):
         promote_candidates(
-            RetryingClient(dead, max_retries=2),
+            RetryingClient(dead_uri, max_retries=2),
             name,
             CFG,
             eval_dir,
-            VARIANTS,
+            list(VARIANTS),
             tmp_path / "promote",
             predict_fn(task),
         )
@@ -319,42 +307,66 @@ def test_unreachable_server_fails_fast_and_leaves_aliases(server, task, logged, 
     assert aliases(live, name) == before
 
 
-def cli_params(tmp_path: Path, tracking_uri: str, name: str):
-    return parse_params(
-        {
-            "paths": {"work_dir": str(tmp_path)},
-            "mlflow": {"tracking_uri": tracking_uri, "registered_model": name},
-            "promote": {"bootstrap_samples": 100, "min_macro_auroc": 0.55, "max_retries": 1},
-        }
+def test_connect_uses_the_configured_server_or_an_explicit_one(server):
+    from danq.config import parse_params
+
+    params = parse_params({"mlflow": {"tracking_uri": server}, "promote": {"max_retries": 2}})
+    client = connect(params)
+    assert (client.tracking_uri, client.max_retries) == (server, 2)
+    assert client.raw.tracking_uri == server
+    assert connect(params, "http://127.0.0.1:1").tracking_uri == "http://127.0.0.1:1"
+
+
+def write_params(tmp_path: Path, tracking_uri: str, name: str) -> str:
+    path = tmp_path / f"params-{tracking_uri.rsplit(':', 1)[-1]}.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {"work_dir": str(tmp_path)},
+                "mlflow": {"tracking_uri": tracking_uri, "registered_model": name},
+                "promote": {"bootstrap_samples": 100, "min_macro_auroc": 0.55, "max_retries": 1},
+            }
+        )
+    )
+    return str(path)
+
+
+def mlflow_state() -> tuple[bool, str | None, str | None]:
+    """MLflow's global URI settings: whether one is set, and the variables that hold them."""
+    import mlflow
+
+    return (
+        mlflow.is_tracking_uri_set(),
+        os.environ.get("MLFLOW_TRACKING_URI"),
+        os.environ.get("MLFLOW_REGISTRY_URI"),
     )
 
 
-def test_cli_promote_show_rollback(server, task, logged, tmp_path, capsys):
-    import mlflow
-
+def test_cli_promote_show_rollback(server, task, logged, tmp_path, capsys, dead_uri):
     name = "danq-cli"
     write_round(tmp_path / "eval", task, logged, "r1")
-    args = argparse.Namespace(eval_dir=None, variants=VARIANTS, out=None, shards=None, model=None)
-    try:
-        assert run_promote(args, cli_params(tmp_path, server, name)) == 0
-        out = capsys.readouterr().out
-        assert "promote: random_dropout promoted" in out
-        assert "random_dropout - baseline: macro AUPR" in out
-        assert (tmp_path / "promote" / "blessing.json").exists()
+    params = write_params(tmp_path, server, name)
+    mlflow_state_before = mlflow_state()
+    assert main(["--params", params, "promote"]) == 0
+    out = capsys.readouterr().out
+    assert "promote: random_dropout promoted" in out
+    assert "random_dropout - baseline: macro AUPR" in out
+    assert "random_dropout: macro AUROC" in out and "[version 2]" in out
+    assert (tmp_path / "promote" / artifacts.BLESSING_FILE).exists()
+    # The command leaves no MLflow setting behind for whatever runs next in this process.
+    assert mlflow_state() == mlflow_state_before
 
-        assert run_show(args, cli_params(tmp_path, server, name)) == 0
-        shown = capsys.readouterr().out
-        assert "2 versions" in shown and "aliases: champion -> " in shown
+    assert main(["--params", params, "registry", "show"]) == 0
+    shown = capsys.readouterr().out
+    assert "2 versions" in shown and "aliases: champion -> " in shown
+    assert "random_dropout" in shown and "true" in shown
 
-        assert run_rollback(args, cli_params(tmp_path, server, name)) == 1
-        assert "has no previous-champion to roll back to" in capsys.readouterr().err
+    assert main(["--params", params, "registry", "rollback"]) == 1
+    assert "has no previous-champion to roll back to" in capsys.readouterr().err
 
-        dead = f"http://127.0.0.1:{free_port()}"
-        started = time.monotonic()
-        assert run_promote(args, cli_params(tmp_path, dead, name)) == 1
-        assert time.monotonic() - started < 30
-        err = capsys.readouterr().err.strip()
-        assert err.startswith(f"error: MLflow tracking server at {dead} unreachable after 2 ")
-        assert "\n" not in err
-    finally:
-        mlflow.set_tracking_uri(server)  # run() points the fluent API at its tracking server
+    started = time.monotonic()
+    assert main(["--params", write_params(tmp_path, dead_uri, name), "promote"]) == 1
+    assert time.monotonic() - started < 30
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: MLflow tracking server at {dead_uri} unreachable after 2 ")
+    assert "\n" not in err
