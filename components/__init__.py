@@ -1,7 +1,7 @@
 """Kubeflow Pipelines v2 components of the DanQ pipeline, one module per stage.
 
 Each is a lightweight Python component whose body only converts KFP artifacts to folders and
-calls danq.kfp_tasks, so the logic lives (and is tested) in the package. base_image is the
+calls danq.kfp.tasks, so the logic lives (and is tested) in the package. base_image is the
 project image, which has the package installed, and install_kfp_package=False: on the cluster
 the step runs in that image, under kfp.local.SubprocessRunner in the current environment.
 Unit-test a component by calling its `.python_func` with artifacts whose uri is a local path.

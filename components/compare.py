@@ -29,7 +29,8 @@ def compare(
     import shutil
     import tempfile
 
-    from danq.kfp.tasks import blessing_markdown, compare_candidates, promotion_params
+    from danq.artifacts import COMPARISON_HTML_FILE, COMPARISON_MD_FILE
+    from danq.kfp.tasks import REPORT_DIR, blessing_markdown, compare_candidates, promotion_params
 
     params = promotion_params(
         mlflow_tracking_uri, registered_model, min_macro_auroc, min_macro_aupr, overrides
@@ -44,8 +45,8 @@ def compare(
         candidates.path,
         champion_scores.path,
     )
-    shutil.copyfile(f"{work}/report/comparison.html", report.path)
-    shutil.copyfile(f"{work}/report/comparison.md", report_markdown.path)
+    shutil.copyfile(f"{work}/{REPORT_DIR}/{COMPARISON_HTML_FILE}", report.path)
+    shutil.copyfile(f"{work}/{REPORT_DIR}/{COMPARISON_MD_FILE}", report_markdown.path)
     with open(decision.path, "w") as fh:
         fh.write(blessing_markdown(blessing))
     return blessing.chosen is not None

@@ -19,10 +19,11 @@ def promote(
     min_macro_aupr: float,
     overrides: list,
 ) -> str:
-    """One promotion round (danq.promote); returns the champion's registered version."""
+    """One promotion round (danq.promotion.promote); returns the champion's registered version."""
     import shutil
     import tempfile
 
+    from danq.artifacts import BLESSING_FILE
     from danq.kfp.tasks import blessing_markdown, promote_round, promotion_params
 
     params = promotion_params(
@@ -32,7 +33,7 @@ def promote(
     result = promote_round(
         params, candidates.path, f"{shards.path}/test", champion_scores.path, work
     )
-    shutil.copyfile(f"{work}/blessing.json", blessing.path)
+    shutil.copyfile(f"{work}/{BLESSING_FILE}", blessing.path)
     with open(summary.path, "w") as fh:
         fh.write(blessing_markdown(result))
     aliases = result.registry["aliases"] if result.registry else {}

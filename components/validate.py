@@ -17,10 +17,11 @@ def validate(
     """Great Expectations gate over train/valid/test.mat; raises DataGateFailed on failure."""
     import shutil
 
+    from danq.artifacts import DATA_DOCS_DIR, DATA_DOCS_INDEX_FILE
     from danq.kfp.tasks import task_params, validate_data, validation_markdown
 
     report = validate_data(data.path, validation.path, task_params({}, overrides))
-    shutil.copyfile(f"{validation.path}/data_docs/index.html", data_docs.path)
+    shutil.copyfile(f"{validation.path}/{DATA_DOCS_DIR}/{DATA_DOCS_INDEX_FILE}", data_docs.path)
     with open(summary.path, "w") as fh:
         fh.write(validation_markdown(report))
     validation.metadata.update(

@@ -7,7 +7,8 @@
 
 `build_pipeline` sets what is fixed at compile time (images, the GCS key secret, the pipeline
 root); `danq_pipeline` is the pipeline built with the defaults, compiled into
-pipelines/danq_pipeline.yaml by `danq pipeline compile`.
+pipelines/danq_pipeline.yaml by `danq pipeline compile`. The run parameters' defaults are the
+package's (danq.config), so a pipeline run and `dvc repro` with no params.yaml agree.
 """
 
 from kfp import dsl, kubernetes
@@ -22,10 +23,16 @@ from components.promote import promote
 from components.scheduling import gpu_node_selector
 from components.train import train
 from components.validate import validate
+from danq.config import VARIANTS, MlflowConfig, ModelConfig, PromoteConfig, TrainConfig
 
 PIPELINE_NAME = "danq"
-COMPILED = "pipelines/danq_pipeline.yaml"
-DEFAULT_TRACKING_URI = "http://mlflow.mlflow.svc.cluster.local:5000"
+# The MLflow Service of infra/k8s/mlflow, as pods of the cluster reach it.
+CLUSTER_TRACKING_URI = "http://mlflow.mlflow.svc.cluster.local:5000"
+DEFAULT_VARIANTS = list(VARIANTS)
+TRAIN_DEFAULTS = TrainConfig()
+MODEL_DEFAULTS = ModelConfig()
+MLFLOW_DEFAULTS = MlflowConfig()
+PROMOTE_DEFAULTS = PromoteConfig()
 MLFLOW_SECRET = "mlflow-credentials"
 MLFLOW_SECRET_KEYS = {key: key for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
 GCS_KEY_MOUNT = "/var/secrets/google"
@@ -86,16 +93,16 @@ def build_pipeline(
     @dsl.pipeline(name=PIPELINE_NAME, pipeline_root=pipeline_root)
     def danq_pipeline(
         data_uri: str,
-        variants: list = ["baseline", "random_dropout"],  # noqa: B006 - a KFP default, never mutated
-        max_epochs: int = 60,
-        batch_size: int = 100,
-        model_preset: str = "danq",
+        variants: list = DEFAULT_VARIANTS,
+        max_epochs: int = TRAIN_DEFAULTS.max_epochs,
+        batch_size: int = TRAIN_DEFAULTS.batch_size,
+        model_preset: str = MODEL_DEFAULTS.preset,
         gpu_type: str = "nvidia-l4",
         gpu_count: int = 1,
-        mlflow_tracking_uri: str = DEFAULT_TRACKING_URI,
-        registered_model: str = "danq",
-        min_macro_auroc: float = 0.6,
-        min_macro_aupr: float = 0.05,
+        mlflow_tracking_uri: str = CLUSTER_TRACKING_URI,
+        registered_model: str = MLFLOW_DEFAULTS.registered_model,
+        min_macro_auroc: float = PROMOTE_DEFAULTS.min_macro_auroc,
+        min_macro_aupr: float = PROMOTE_DEFAULTS.min_macro_aupr,
         overrides: list = [],  # noqa: B006 - a KFP default, never mutated
     ):
         """Train DanQ and random-dropout DanQ on a DeepSEA-format folder (train/valid/test.mat

@@ -16,17 +16,30 @@ import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from danq import tracking
-from danq.config import VARIANTS, ConfigError, Params, load_params
-from danq.errors import DataGateFailed
-from danq.promotion.promote import PredictFn
+from danq.artifacts import (
+    CURVES_FILE,
+    METRICS_FILE,
+    PER_TARGET_FILE,
+    PREDICTIONS_FILE,
+    RUN_FILE,
+    read_json,
+)
+from danq.config import VARIANTS, Params, Variant, load_params
+from danq.errors import CandidateError, ConfigError, DataGateFailed, EvaluationError, PipelineError
+
+if TYPE_CHECKING:  # the task bodies import these libraries only when they run
+    from danq.promotion.decide import Blessing
+    from danq.promotion.promote import PredictFn
+    from danq.training.outputs import TrainResult
+    from danq.validation.report import ValidationReport
 
 GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 ROC_MAX_POINTS = 200  # the KFP UI draws the curve from artifact metadata: keep it small
+REPORT_DIR = "report"  # compare's comparison report, under its work folder
 
 
 def task_params(settings: Mapping[str, Any], overrides: Sequence[str] = ()) -> Params:
@@ -71,7 +84,7 @@ def gpu_node_selector(gpu_type: str) -> dict[str, str]:
 # --- validate ------------------------------------------------------------------------------
 
 
-def validation_markdown(report: Any) -> str:
+def validation_markdown(report: ValidationReport) -> str:
     """The gate's verdict as a Markdown table (the KFP UI renders Markdown artifacts)."""
     verdict = "passed" if report.passed else f"FAILED ({len(report.failures)} blocking checks)"
     lines = [
@@ -93,7 +106,7 @@ def validation_markdown(report: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-def validate_data(data_dir: str, out_dir: str, params: Params) -> Any:
+def validate_data(data_dir: str, out_dir: str, params: Params) -> ValidationReport:
     """Run the data gate into out_dir; raise DataGateFailed (after writing it) if it fails."""
     from danq.validation.gate import validate_dataset
 
@@ -117,7 +130,7 @@ def prepare_shards(data_dir: str, out_dir: str, params: Params) -> dict[str, int
 
 def train_model(
     params: Params, variant: str, shard_dir: str, out_dir: str, data_dir: str, gpus: int
-) -> Any:
+) -> TrainResult:
     """Train one variant into out_dir (model.keras, history.json, run.json, curve).
 
     gpus: how many GPUs the step was given; fewer visible ones is an error, because the
@@ -129,11 +142,12 @@ def train_model(
 
     visible = len(tf.config.list_physical_devices("GPU"))
     if visible < gpus:
-        raise RuntimeError(
+        raise PipelineError(
             f"gpu_count: {gpus} GPU(s) requested but TensorFlow sees {visible}; check the "
             "node's NVIDIA driver and that the image is the GPU image"
         )
-    return train_variant(params, variant, shard_dir, out_dir, data_dir)  # type: ignore[arg-type]
+    # A pipeline parameter is a plain string; train_variant rejects one that is no variant.
+    return train_variant(params, cast(Variant, variant), shard_dir, out_dir, data_dir)
 
 
 # --- evaluate ------------------------------------------------------------------------------
@@ -149,11 +163,11 @@ class RocCurve:
 
 def evaluate_model(
     params: Params, model_dir: str, shard_dir: str, out_dir: str, data_dir: str
-) -> dict:
+) -> dict[str, Any]:
     """Score a trained model on the test shards into out_dir; returns metrics.json's content."""
     from danq.evaluation.scoring import evaluate_variant
 
-    variant = json.loads(Path(model_dir, "run.json").read_text())["variant"]
+    variant = read_json(Path(model_dir, RUN_FILE))["variant"]
     return evaluate_variant(params, variant, model_dir, shard_dir, out_dir, data_dir)
 
 
@@ -161,15 +175,15 @@ def roc_curve(eval_dir: str, max_points: int = ROC_MAX_POINTS) -> RocCurve:
     """The ROC curve, with thresholds, of the first target that evaluation plotted."""
     from danq.evaluation.scoring import curve_points
 
-    curves = json.loads(Path(eval_dir, "curves.json").read_text())
+    curves = read_json(Path(eval_dir, CURVES_FILE))
     if not curves:
-        raise ValueError(f"{eval_dir}/curves.json: no target has a curve (no positives?)")
+        raise EvaluationError(f"{eval_dir}/{CURVES_FILE}: no target has a curve (no positives?)")
     target = curves[0]["target"]
-    with Path(eval_dir, "per_target.tsv").open() as fh:
+    with Path(eval_dir, PER_TARGET_FILE).open() as fh:
         index = next(
             int(r["index"]) for r in csv.DictReader(fh, delimiter="\t") if r["name"] == target
         )
-    with np.load(Path(eval_dir, "predictions.npz")) as predictions:
+    with np.load(Path(eval_dir, PREDICTIONS_FILE)) as predictions:
         y_true = predictions["y_true"][:, index]
         y_score = predictions["y_score"][:, index].astype(np.float64)
     points = curve_points(y_true, y_score)
@@ -188,23 +202,25 @@ def roc_curve(eval_dir: str, max_points: int = ROC_MAX_POINTS) -> RocCurve:
 
 def _variant_of(folder: str, marker: str) -> str:
     try:
-        return json.loads(Path(folder, marker).read_text())["variant"]
+        return read_json(Path(folder, marker))["variant"]
     except (OSError, KeyError, ValueError) as err:
-        raise ValueError(f"{folder}/{marker}: cannot tell which variant this is: {err}") from err
+        raise CandidateError(
+            f"{folder}/{marker}: cannot tell which variant this is: {err}"
+        ) from err
 
 
 def stage_by_variant(
     folders: Iterable[str], marker: str, dest: str, copy: bool = False
 ) -> list[str]:
-    """Link (or copy) each artifact folder as dest/<variant>/, the layout danq.report and
-    danq.promote read; returns the variants in VARIANTS (baseline first, so ties and
-    differences read as in `danq promote`)."""
+    """Link (or copy) each artifact folder as dest/<variant>/, the layout that
+    danq.evaluation.report and danq.promotion.promote read; returns the variants in VARIANTS
+    (baseline first, so ties and differences read as in `danq promote`)."""
     Path(dest).mkdir(parents=True, exist_ok=True)
     variants = []
     for folder in folders:
         variant = _variant_of(folder, marker)
         if variant in variants:
-            raise ValueError(f"two {marker} folders are both variant {variant!r}")
+            raise CandidateError(f"two {marker} folders are both variant {variant!r}")
         if copy:
             shutil.copytree(folder, Path(dest, variant))
         else:
@@ -240,28 +256,26 @@ def compare_candidates(
     work: str,
     candidates_dir: str,
     scores_path: str,
-) -> tuple[dict, Any]:
+) -> tuple[dict[str, Any], Blessing]:
     """The comparison report (work/report/) and the blessing decision against the current
     champion, without changing the registry. The evaluations are copied to
     candidates_dir/<variant>/ and the champion's test scores to scores_path (an .npz), the
     inputs of the promote step. Returns (comparison, blessing)."""
-    import mlflow
-
     from danq.evaluation.report import build_report
     from danq.promotion import registry
-    from danq.promotion.promote import decide, load_candidates, score_champion
+    from danq.promotion.decide import decide
+    from danq.promotion.promote import load_candidates, score_champion
 
-    variants = stage_by_variant(model_dirs, "run.json", os.path.join(work, "models"))
-    if stage_by_variant(eval_dirs, "metrics.json", candidates_dir, copy=True) != variants:
-        raise ValueError("the trained and the evaluated variants differ")
+    variants = stage_by_variant(model_dirs, RUN_FILE, os.path.join(work, "models"))
+    if stage_by_variant(eval_dirs, METRICS_FILE, candidates_dir, copy=True) != variants:
+        raise CandidateError("the trained and the evaluated variants differ")
     comparison = build_report(
         params,
         variants,
         models_dir=os.path.join(work, "models"),
         eval_dir=candidates_dir,
-        out_dir=os.path.join(work, "report"),
+        out_dir=os.path.join(work, REPORT_DIR),
     )
-    mlflow.set_tracking_uri(tracking.resolve_uri(params.mlflow))  # models:/ URIs
     y_true, candidates = load_candidates(candidates_dir, variants)
     client = registry.connect(params)
     champion = score_champion(
@@ -279,17 +293,15 @@ def compare_candidates(
 
 def promote_round(
     params: Params, candidates_dir: str, shard_dir: str, champion_scores: str, out_dir: str
-) -> Any:
-    """One promotion round (danq.promote) over candidates_dir/<variant>/; blessing.json in
-    out_dir. The round decides again against the registry as it is now, so a champion that
-    moved since compare is judged afresh rather than replaced on a stale decision."""
-    import mlflow
-
+) -> Blessing:
+    """One promotion round (danq.promotion.promote) over candidates_dir/<variant>/;
+    blessing.json in out_dir. The round decides again against the registry as it is now, so a
+    champion that moved since compare is judged afresh rather than replaced on a stale
+    decision."""
     from danq.promotion import registry
     from danq.promotion.promote import promote_candidates
 
     variants = _ordered(p.name for p in Path(candidates_dir).iterdir() if p.is_dir())
-    mlflow.set_tracking_uri(tracking.resolve_uri(params.mlflow))  # models:/ URIs
     return promote_candidates(
         registry.connect(params),
         params.mlflow.registered_model,
@@ -302,7 +314,7 @@ def promote_round(
     )
 
 
-def blessing_markdown(blessing: Any) -> str:
+def blessing_markdown(blessing: Blessing) -> str:
     """The decision in words and one row per candidate, for the KFP UI."""
     lines = [
         f"# Promotion decision: {blessing.decision}",

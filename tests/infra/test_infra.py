@@ -15,24 +15,23 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from .conftest import REPO
+from .manifests import (
+    KUBEFLOW_USER_K8S,
+    MLFLOW_K8S,
+    REPO,
+    deployment_container,
+    find,
+    kustomization,
+    resources,
+    server_arguments,
+)
 
 DOCKER = REPO / "infra" / "docker"
-MLFLOW_K8S = REPO / "infra" / "k8s" / "mlflow"
-KUBEFLOW_USER_K8S = REPO / "infra" / "k8s" / "kubeflow-user"
 GKE = REPO / "infra" / "gke"
 PIPELINE_YAML = REPO / "pipelines" / "danq_pipeline.yaml"
 GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 # Terraform spells taint effects in the GKE API's enum, Kubernetes in CamelCase.
 TAINT_EFFECTS = {"NO_SCHEDULE": "NoSchedule", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
-# `mlflow server` options that say where the server runs and stores; the rest is behaviour.
-PLACEMENT_OPTIONS = (
-    "--host",
-    "--port",
-    "--workers",
-    "--backend-store-uri",
-    "--artifacts-destination",
-)
 
 # --- container images ----------------------------------------------------------------------
 
@@ -67,15 +66,17 @@ def test_gpu_image_uses_the_pinned_tensorflow() -> None:
 
 
 def test_images_install_this_repository_with_its_pins() -> None:
-    setuptools = pyproject()["tool"]["setuptools"]
-    package_dirs = setuptools.get("package-dir", {})
+    found = pyproject()["tool"]["setuptools"]["packages"]["find"]
+    # Only danq is installed; components/ and pipelines/ are not site-packages.
+    assert found["include"] == ["danq*"]
     python = pyproject()["project"]["requires-python"]
     for name in ("Dockerfile.gpu", "Dockerfile.cpu"):
         text = (DOCKER / name).read_text()
         assert "COPY pyproject.toml" in text, name
-        for package in setuptools["packages"]:  # danq, components, pipelines
-            source = Path(package_dirs.get(package, package)).parts[0]
-            assert f"COPY {source} ./{source}\n" in text, (name, package)
+        # The package's source, and the copy of the pipeline sources that
+        # `danq pipeline compile` finds in the image's working directory.
+        for source in (*found["where"], "components", "pipelines"):
+            assert f"COPY {source} ./{source}\n" in text, (name, source)
         assert "pip install ." in text, name  # the pins come from pyproject, not the image
         assert "tensorflow-io" not in text
     assert base_images("Dockerfile.cpu") == ["python:3.11-slim"] and "3.11" in python
@@ -96,22 +97,6 @@ def test_mlflow_image_runs_the_client_version_with_postgres_and_gcs() -> None:
 # --- kustomize manifests -------------------------------------------------------------------
 
 
-def kustomization(folder: Path) -> dict[str, Any]:
-    return yaml.safe_load((folder / "kustomization.yaml").read_text())
-
-
-def resources(folder: Path) -> list[dict[str, Any]]:
-    objects = []
-    for name in kustomization(folder).get("resources", []):
-        objects += [o for o in yaml.safe_load_all((folder / name).read_text()) if o]
-    return objects
-
-
-def find(objects: list[dict], kind: str, name: str) -> dict[str, Any]:
-    (found,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
-    return found
-
-
 def read_env(path: Path) -> dict[str, str]:
     """KEY=value lines of an env file (comments and blank lines skipped)."""
     lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
@@ -130,30 +115,6 @@ def generated(folder: Path) -> dict[str, set[str]]:
             names |= set(read_env(folder / f"{env}.example"))
         keys[generator["name"]] = names
     return keys
-
-
-def deployment_container() -> dict[str, Any]:
-    deployment = find(resources(MLFLOW_K8S), "Deployment", "mlflow")
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    return container
-
-
-def server_arguments() -> dict[str, str]:
-    """The Deployment's `mlflow server` options as {option: value} (flags map to '')."""
-    args = deployment_container()["args"]
-    assert args[0] == "server"
-    return dict((a.split("=", 1) + [""])[:2] for a in args[1:])
-
-
-def server_behaviour_options() -> list[str]:
-    """The Deployment's options without the placement ones (host, port, stores), for a test
-    server. --app-name is left out too: basic-auth needs Flask-WTF, which the server image
-    installs (mlflow[auth]) and the project's environment does not."""
-    return [
-        f"{k}={v}" if v else k
-        for k, v in server_arguments().items()
-        if k not in (*PLACEMENT_OPTIONS, "--app-name")
-    ]
 
 
 def service_uri(service: dict[str, Any], namespace: str) -> str:

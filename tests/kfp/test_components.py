@@ -2,19 +2,20 @@
 
 A component's `python_func` is the plain function; artifacts are dsl.Artifact objects whose
 uri is a local path. The chain validate -> prepare -> train -> evaluate -> compare -> promote
-runs once per module on one variant, against a real SQLite MLflow store.
+runs once per module on one variant, against a real SQLite MLflow store; it trains a model, so
+the tests that use it are marked slow.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
 import pytest
-import scipy.io
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 
 from components.compare import compare
@@ -24,25 +25,9 @@ from components.promote import promote
 from components.scheduling import gpu_node_selector
 from components.train import train
 from components.validate import validate
-from danq.config import ConfigError
-from danq.kfp.tasks import DataGateFailed, roc_curve, task_params
+from danq.errors import ConfigError, DataGateFailed, PipelineError
+from danq.kfp.tasks import roc_curve, task_params
 
-# The tiny synthetic set has 40 test sequences: its prevalences wander more than real data's.
-TINY_OVERRIDES = [
-    "validate.prevalence_tolerance=0.5",
-    "prepare.shard_size=70",
-    "model.conv_filters=8",
-    "model.conv_width=10",
-    "model.pool_size=5",
-    "model.lstm_units=4",
-    "model.dense_units=8",
-    "train.shuffle_buffer=100",
-    "train.seed=5",
-    "evaluate.batch_size=80",
-    "promote.bootstrap_samples=20",
-    "promote.bootstrap_max_rows=100",
-]
-TINY_TRAIN = dict(max_epochs=1, batch_size=32, model_preset="custom", gpu_count=0)
 REGISTERED = "danq-components-test"
 
 
@@ -50,28 +35,14 @@ def artifact(cls, path: Path):
     return cls(name=path.name, uri=str(path), metadata={})
 
 
-def tracking_store(root: Path) -> str:
-    """A SQLite store whose `danq` experiment keeps its artifacts under root."""
-    uri = f"sqlite:///{root}/mlflow.db"
-    mlflow.set_tracking_uri(uri)
-    mlflow.create_experiment("danq", artifact_location=str(root / "artifacts"))
-    return uri
-
-
-def corrupt_labels(data: Path, dest: Path) -> Path:
-    """A copy of data whose test.mat has a label 2 (labels must be 0/1)."""
-    shutil.copytree(data, dest)
-    arrays = scipy.io.loadmat(dest / "test.mat")
-    y = arrays["testdata"]
-    y[3, 1] = y[3 + len(y) // 2, 1] = 2
-    scipy.io.savemat(
-        dest / "test.mat", {"testxdata": arrays["testxdata"], "testdata": y}, format="5"
-    )
-    return dest
-
-
 @pytest.fixture(scope="module")
-def chain(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def chain(
+    tiny_data: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_overrides: list[str],
+    tiny_train: dict[str, Any],
+    tracking_store: Callable[[Path], str],
+) -> dict:
     """validate, prepare, train (baseline), evaluate: the artifacts each step wrote."""
     root = tmp_path_factory.mktemp("components")
     uri = tracking_store(root)
@@ -84,10 +55,10 @@ def chain(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
         validation=out["validation"],
         data_docs=out["data_docs"],
         summary=out["summary"],
-        overrides=TINY_OVERRIDES,
+        overrides=tiny_overrides,
     )
     out["shards"] = artifact(Dataset, root / "shards")
-    prepare.python_func(data=out["data"], shards=out["shards"], overrides=TINY_OVERRIDES)
+    prepare.python_func(data=out["data"], shards=out["shards"], overrides=tiny_overrides)
     out["model"] = artifact(Model, root / "model")
     train.python_func(
         variant="baseline",
@@ -95,8 +66,8 @@ def chain(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
         data=out["data"],
         model=out["model"],
         mlflow_tracking_uri=uri,
-        overrides=TINY_OVERRIDES,
-        **TINY_TRAIN,
+        overrides=tiny_overrides,
+        **tiny_train,
     )
     out["evaluation"] = artifact(Dataset, root / "evaluation")
     out["metrics"] = artifact(Metrics, root / "metrics")
@@ -109,11 +80,12 @@ def chain(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
         metrics=out["metrics"],
         roc=out["roc"],
         mlflow_tracking_uri=uri,
-        overrides=TINY_OVERRIDES,
+        overrides=tiny_overrides,
     )
     return out
 
 
+@pytest.mark.slow
 def test_validate_writes_data_docs_and_summary(chain: dict) -> None:
     assert (Path(chain["validation"].path) / "report.json").exists()
     assert "<html" in Path(chain["data_docs"].path).read_text().lower()
@@ -122,7 +94,12 @@ def test_validate_writes_data_docs_and_summary(chain: dict) -> None:
     assert chain["validation"].metadata["passed"] is True
 
 
-def test_validate_fails_on_bad_labels(tiny_data: Path, tmp_path: Path) -> None:
+def test_validate_fails_on_bad_labels(
+    tiny_data: Path,
+    tmp_path: Path,
+    tiny_overrides: list[str],
+    corrupt_labels: Callable[[Path, Path], Path],
+) -> None:
     bad = corrupt_labels(tiny_data, tmp_path / "bad")
     with pytest.raises(DataGateFailed, match="test.mat testdata"):
         validate.python_func(
@@ -130,13 +107,14 @@ def test_validate_fails_on_bad_labels(tiny_data: Path, tmp_path: Path) -> None:
             validation=artifact(Dataset, tmp_path / "validation"),
             data_docs=artifact(HTML, tmp_path / "docs.html"),
             summary=artifact(Markdown, tmp_path / "summary.md"),
-            overrides=TINY_OVERRIDES,
+            overrides=tiny_overrides,
         )
     # The report is still written, for whoever investigates.
     report = json.loads((tmp_path / "validation" / "report.json").read_text())
     assert report["passed"] is False
 
 
+@pytest.mark.slow
 def test_prepare_writes_shards_per_split(chain: dict) -> None:
     for split, n in (("train", 240), ("valid", 80), ("test", 80)):
         manifest = json.loads((Path(chain["shards"].path) / split / "manifest.json").read_text())
@@ -144,6 +122,7 @@ def test_prepare_writes_shards_per_split(chain: dict) -> None:
         assert chain["shards"].metadata[f"{split}_samples"] == n
 
 
+@pytest.mark.slow
 def test_train_writes_model_and_tracks_it(chain: dict) -> None:
     model_dir = Path(chain["model"].path)
     assert (model_dir / "model.keras").exists()
@@ -155,24 +134,28 @@ def test_train_writes_model_and_tracks_it(chain: dict) -> None:
     assert mlflow_run.data.params["model.conv_filters"] == "8"
 
 
-def test_train_refuses_to_run_without_the_gpus_it_was_given(chain: dict, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_train_refuses_to_run_without_the_gpus_it_was_given(
+    chain: dict, tmp_path: Path, tiny_overrides: list[str], tiny_train: dict[str, Any]
+) -> None:
     import tensorflow as tf
 
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("a GPU is visible: the CPU-fallback guard cannot trigger")
-    with pytest.raises(RuntimeError, match="gpu_count: 1 GPU"):
+    with pytest.raises(PipelineError, match="gpu_count: 1 GPU"):
         train.python_func(
             variant="baseline",
             shards=chain["shards"],
             data=chain["data"],
             model=artifact(Model, tmp_path / "model"),
             mlflow_tracking_uri=chain["uri"],
-            overrides=TINY_OVERRIDES,
-            **{**TINY_TRAIN, "gpu_count": 1},
+            overrides=tiny_overrides,
+            **{**tiny_train, "gpu_count": 1},
         )
     assert not (tmp_path / "model").exists()
 
 
+@pytest.mark.slow
 def test_evaluate_logs_metrics_and_a_roc_curve(chain: dict) -> None:
     written = json.loads((Path(chain["evaluation"].path) / "metrics.json").read_text())
     metrics = chain["metrics"].metadata
@@ -205,7 +188,8 @@ def test_roc_curve_thresholds_match_the_points(tmp_path: Path) -> None:
     assert len(roc_curve(str(tmp_path), max_points=2).fpr) == 2
 
 
-def test_compare_then_promote_sets_the_champion(chain: dict) -> None:
+@pytest.mark.slow
+def test_compare_then_promote_sets_the_champion(chain: dict, tiny_overrides: list[str]) -> None:
     root = chain["root"]
     outs = {
         "report": artifact(HTML, root / "report.html"),
@@ -219,7 +203,7 @@ def test_compare_then_promote_sets_the_champion(chain: dict) -> None:
         registered_model=REGISTERED,
         min_macro_auroc=0.0,
         min_macro_aupr=0.0,
-        overrides=TINY_OVERRIDES,
+        overrides=tiny_overrides,
     )
     blessed = compare.python_func(
         models=[chain["model"]],

@@ -23,12 +23,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from danq import tracking
 from danq.cli.main import main
 from danq.io import storage
 
-from .gcs_emulator import gcs_emulator
-from .mlflow_server import mlflow_server
-from .test_infra import server_behaviour_options
+from .manifests import server_behaviour_options
 
 BUCKET = "danq-gcs"
 RAW = f"gs://{BUCKET}/raw"
@@ -54,16 +53,14 @@ def bucket_objects(prefix: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def gcs():
+def gcs(gcs_emulator):
     with gcs_emulator(BUCKET) as host:
         yield host
 
 
 @pytest.fixture(scope="module")
-def server(gcs, tmp_path_factory: pytest.TempPathFactory):
+def server(gcs, tmp_path_factory: pytest.TempPathFactory, mlflow_server):
     """The tracking server as infra/k8s/mlflow runs it, storing artifacts in the bucket."""
-    import mlflow
-
     root = tmp_path_factory.mktemp("mlflow")
     with mlflow_server(
         root,
@@ -71,13 +68,19 @@ def server(gcs, tmp_path_factory: pytest.TempPathFactory):
         artifacts=f"gs://{BUCKET}/mlflow",
         extra_args=server_behaviour_options(),
     ) as uri:
-        try:
-            yield uri
-        finally:
-            # The CLI points MLflow's globals (and MLFLOW_TRACKING_URI) at this server: later
-            # tests must not inherit a stopped one.
-            mlflow.set_tracking_uri(None)
-            mlflow.set_registry_uri(None)
+        yield uri
+
+
+def mlflow_uris() -> tuple[str, str, str | None, str | None]:
+    """MLflow's global tracking and registry URIs and the environment variables behind them."""
+    import mlflow
+
+    return (
+        mlflow.get_tracking_uri(),
+        mlflow.get_registry_uri(),
+        os.environ.get("MLFLOW_TRACKING_URI"),
+        os.environ.get("MLFLOW_REGISTRY_URI"),
+    )
 
 
 def status_with_host(uri: str, host: str) -> int:
@@ -123,6 +126,7 @@ def test_prepare_train_predict_through_gcs(
 
     monkeypatch.setenv("DANQ_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
+    before = mlflow_uris()  # unset, the default store is a path in the working directory
     for name in ("train.mat", "valid.mat", "test.mat", "metadata.json"):
         storage.upload(tiny_data / name, f"{RAW}/{name}")
     params = str(write_params(tmp_path, server))
@@ -138,9 +142,11 @@ def test_prepare_train_predict_through_gcs(
     assert [o for o in objects if o.endswith(".keras")], objects
     assert [o for o in objects if f"/{run['run_id']}/artifacts/" in o], objects
 
-    mlflow.set_tracking_uri(server)
-    version = mlflow.register_model(run["logged_model_uri"], MODEL_NAME)
-    mlflow.MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", version.version)
+    # The commands leave MLflow's URIs as they found them: later tests never reach this server.
+    assert mlflow_uris() == before
+    with tracking.using(server):
+        version = mlflow.register_model(run["logged_model_uri"], MODEL_NAME)
+    tracking.client(server).set_registered_model_alias(MODEL_NAME, "champion", version.version)
 
     fasta = f"gs://{BUCKET}/input/sequences.fa"
     with storage.open_binary(fasta, "wb") as fh:
@@ -157,6 +163,7 @@ def test_prepare_train_predict_through_gcs(
     assert header[3:] == [t["name"] for t in targets]  # names travelled with the model
     assert [row.split("\t")[0] for row in remote[1:]] == ["chr1:1000-1200", "short"]
     assert remote[1:] == (tmp_path / "local.tsv").read_text().splitlines()[1:]
+    assert mlflow_uris() == before
 
 
 def md5_of_tree(folder: Path) -> dict[str, str]:

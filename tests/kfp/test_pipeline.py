@@ -7,17 +7,27 @@ cluster would exercise. The local runs use kfp.local.SubprocessRunner on tiny da
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import mlflow
 import pytest
 import yaml
 from kfp import local
 
+from danq import tracking
 from danq.cli.main import main
-from danq.cli.pipeline import compile_pipeline, compiled_path, parse_arguments
-
-from .test_components import TINY_OVERRIDES, TINY_TRAIN, corrupt_labels, tracking_store
+from danq.config import VARIANTS, MlflowConfig, ModelConfig, PromoteConfig, TrainConfig
+from danq.errors import ConfigError
+from danq.kfp.pipeline import (
+    check_arguments,
+    compile_pipeline,
+    compiled_path,
+    parse_arguments,
+    repository_root,
+)
 
 EXPECTED_VARIANTS = ["baseline", "random_dropout"]
 
@@ -46,6 +56,24 @@ def test_committed_yaml_is_up_to_date_with_the_source(tmp_path: Path) -> None:
     assert fresh.read_text() == compiled_path().read_text(), (
         "pipelines/danq_pipeline.yaml is out of date: run `danq pipeline compile`"
     )
+
+
+def test_run_parameters_default_to_the_package_settings(compiled: tuple[dict, dict]) -> None:
+    """The pipeline's defaults are danq.config's: a run with no arguments trains and promotes
+    as `dvc repro` does without a params.yaml."""
+    spec, _ = compiled
+    defaults = {
+        name: parameter.get("defaultValue")
+        for name, parameter in spec["root"]["inputDefinitions"]["parameters"].items()
+    }
+    assert defaults["variants"] == list(VARIANTS) == EXPECTED_VARIANTS
+    assert defaults["max_epochs"] == TrainConfig().max_epochs
+    assert defaults["batch_size"] == TrainConfig().batch_size
+    assert defaults["model_preset"] == ModelConfig().preset
+    assert defaults["registered_model"] == MlflowConfig().registered_model
+    assert defaults["min_macro_auroc"] == PromoteConfig().min_macro_auroc
+    assert defaults["min_macro_aupr"] == PromoteConfig().min_macro_aupr
+    assert defaults["overrides"] == []
 
 
 def test_train_runs_on_a_gpu_node_with_resources(compiled: tuple[dict, dict]) -> None:
@@ -169,25 +197,81 @@ def test_run_and_upload_need_an_endpoint(capsys, monkeypatch) -> None:
         "variants": ["baseline"],
         "gpu_type": "nvidia-l4",
     }
+    with pytest.raises(ConfigError, match="expected name=value"):
+        parse_arguments(["max_epochs"])
+    with pytest.raises(ConfigError, match="no parameter epochs"):
+        check_arguments(compiled_path(), {"data_uri": "gs://b/d", "epochs": 3})
+    check_arguments(compiled_path(), {"data_uri": "gs://b/d", "max_epochs": 3})
+
+
+def test_upload_and_run_need_a_compiled_pipeline(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("KFP_HOST", "http://127.0.0.1:9")  # never contacted
+    missing = tmp_path / "missing.yaml"
+    assert main(["pipeline", "upload", "--package", str(missing)]) == 2
+    assert f"{missing}: no compiled pipeline there" in capsys.readouterr().err
+    assert main(["pipeline", "run", "--package", str(missing), "--data-uri", "gs://b/d"]) == 2
+    assert "no compiled pipeline there" in capsys.readouterr().err
+
+
+def test_compile_works_from_a_subfolder_of_the_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = repository_root()
+    monkeypatch.chdir(root / "components")
+    assert repository_root() == root
+    assert compiled_path() == root / "pipelines" / "danq_pipeline.yaml"
+    out = tmp_path / "p.yaml"
+    assert main(["pipeline", "compile", "--out", str(out)]) == 0
+    assert out.read_text() == compiled_path().read_text()
+
+
+def modules_loaded_by(statement: str) -> set[str]:
+    """The modules a fresh interpreter holds after running statement in the checkout."""
+    code = f"import sys\n{statement}\nprint('\\n'.join(sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=repository_root(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(done.stdout.split())
+
+
+def test_danq_imports_the_pipeline_sources_only_to_compile() -> None:
+    """No import cycle: danq loads components/ and pipelines/ only inside compile_pipeline,
+    and the components load danq's task bodies only when they run."""
+    loaded = modules_loaded_by("import danq.cli.pipeline, danq.kfp.pipeline, danq.kfp.tasks")
+    assert not {"components", "pipelines"} & loaded
+    loaded = modules_loaded_by("import pipelines.danq_pipeline")
+    assert {"components.train", "danq.config"} <= loaded
+    assert "danq.kfp.tasks" not in loaded
 
 
 # --- whole pipeline, locally ----------------------------------------------------------------
 
 
-def run_locally(root: Path, data: Path, uri: str, **arguments) -> None:
-    from pipelines.danq_pipeline import danq_pipeline
+@pytest.fixture
+def run_locally(
+    tiny_overrides: list[str], tiny_train: dict[str, Any]
+) -> Callable[[Path, Path, str], None]:
+    """Runs the pipeline under kfp.local with tiny settings, artifacts in root/kfp."""
 
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root / "kfp"))
-    danq_pipeline(
-        data_uri=str(data),
-        mlflow_tracking_uri=uri,
-        registered_model="danq-pipeline-test",
-        min_macro_auroc=0.0,
-        min_macro_aupr=0.0,
-        overrides=TINY_OVERRIDES,
-        **TINY_TRAIN,
-        **arguments,
-    )
+    def run(root: Path, data: Path, uri: str) -> None:
+        from pipelines.danq_pipeline import danq_pipeline
+
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root / "kfp"))
+        danq_pipeline(
+            data_uri=str(data),
+            mlflow_tracking_uri=uri,
+            registered_model="danq-pipeline-test",
+            min_macro_auroc=0.0,
+            min_macro_aupr=0.0,
+            overrides=tiny_overrides,
+            **tiny_train,
+        )
+
+    return run
 
 
 @pytest.fixture
@@ -198,10 +282,15 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.mark.slow
-def test_whole_pipeline_runs_locally_and_crowns_a_champion(tiny_data: Path, workdir: Path) -> None:
+def test_whole_pipeline_runs_locally_and_crowns_a_champion(
+    tiny_data: Path,
+    workdir: Path,
+    tracking_store: Callable[[Path], str],
+    run_locally: Callable[[Path, Path, str], None],
+) -> None:
     uri = tracking_store(workdir)
     run_locally(workdir, tiny_data, uri)
-    client = mlflow.MlflowClient(uri)
+    client = tracking.client(uri)
     aliases = client.get_registered_model("danq-pipeline-test").aliases
     assert set(aliases) == {"champion"}
     champion = client.get_model_version("danq-pipeline-test", str(aliases["champion"]))
@@ -212,12 +301,18 @@ def test_whole_pipeline_runs_locally_and_crowns_a_champion(tiny_data: Path, work
 
 
 @pytest.mark.slow
-def test_failing_data_gate_stops_the_run_before_training(tiny_data: Path, workdir: Path) -> None:
+def test_failing_data_gate_stops_the_run_before_training(
+    tiny_data: Path,
+    workdir: Path,
+    tracking_store: Callable[[Path], str],
+    corrupt_labels: Callable[[Path, Path], Path],
+    run_locally: Callable[[Path, Path, str], None],
+) -> None:
     uri = tracking_store(workdir)
     bad = corrupt_labels(tiny_data, workdir / "bad_data")
     with pytest.raises(RuntimeError, match="Inner task failed: .*validate"):
         run_locally(workdir, bad, uri)
-    client = mlflow.MlflowClient(uri)
+    client = tracking.client(uri)
     assert client.search_runs([client.get_experiment_by_name("danq").experiment_id]) == []
     assert client.search_registered_models() == []
     (run_dir,) = (workdir / "kfp").iterdir()
