@@ -3,24 +3,105 @@
 from __future__ import annotations
 
 import argparse
+import time
 
-from danq.config import Params
+from danq.config import WINDOW_POLICIES, Params
+from danq.errors import PredictError
 
 
 def cmd_predict(args: argparse.Namespace, params: Params) -> int:
-    from danq import predict
+    from danq import predict, tracking
+    from danq.model.loading import load_model, resolve_target_names
 
-    return predict.run(args, params)
+    model_uri = args.model or f"models:/{params.mlflow.registered_model}@champion"
+    tracking_uri = tracking.resolve_uri(params.mlflow)
+    batch_size = args.batch_size or params.evaluate.batch_size
+    started = time.monotonic()
+    model = load_model(model_uri, tracking_uri)
+    names, names_source = resolve_target_names(
+        predict.model_n_targets(model),
+        names_file=args.target_names,
+        model_uri=model_uri,
+        tracking_uri=tracking_uri,
+        data_dir=params.paths.data_dir,
+    )
+    seq_len = predict.model_seq_len(model)
+    deepsea = predict.is_deepsea_input(args.input)
+    check_options(args, batch_size, seq_len, deepsea)
+    if deepsea:
+        rows = predict.predict_hdf5(model, args.input, args.out, names, batch_size)
+        policy = "whole sequences"
+    else:
+        rows = predict.predict_fasta(
+            model, args.input, args.out, names, batch_size, args.windows, args.stride
+        )
+        policy = f"{args.windows} windows of {seq_len} bp"
+        if args.windows == "tile":
+            policy += f", stride {args.stride or seq_len}"
+    print(
+        f"wrote {rows} rows x {len(names)} targets to {args.out} in "
+        f"{time.monotonic() - started:.1f} s (model {model_uri}; {policy}; both strands "
+        f"averaged; target names from {names_source})"
+    )
+    return 0
+
+
+def check_options(args: argparse.Namespace, batch_size: int, seq_len: int, deepsea: bool) -> None:
+    """Refuse option combinations in the options' own words (the library checks them too)."""
+    if deepsea and (args.windows != "center" or args.stride is not None):
+        raise PredictError(
+            f"{args.input}: DeepSEA-format sequences already have the model's length; "
+            "--windows tile and --stride apply to FASTA input only"
+        )
+    if batch_size < 1:
+        raise PredictError(f"--batch-size must be at least 1, got {batch_size}")
+    if args.stride is None:
+        return
+    if args.windows != "tile":
+        raise PredictError("--stride applies to --windows tile only")
+    if not 1 <= args.stride <= seq_len:
+        raise PredictError(
+            f"--stride {args.stride}: must be between 1 and the model's window length {seq_len} "
+            "so that the windows cover the record"
+        )
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from danq import predict as predict_module
-
     predict = commands.add_parser(
         "predict",
         help="score FASTA or DeepSEA-format HDF5 sequences with a model",
         description="Score sequences with the champion (or any model URI), averaging each "
         "window with its reverse complement; writes a TSV of sequence x target.",
     )
-    predict_module.add_arguments(predict)
+    predict.add_argument(
+        "--model",
+        help="model URI: models:/<name>@<alias>, models:/<name>/<version>, runs:/<id>/model, "
+        "an MLflow model folder or a .keras file (default: models:/<mlflow.registered_model>"
+        "@champion)",
+    )
+    predict.add_argument(
+        "--input",
+        required=True,
+        help="FASTA (.fa, .fasta, optionally .gz; any length, N allowed) or DeepSEA-format "
+        "HDF5 (.h5, .hdf5, .mat with testxdata (N, 4, L))",
+    )
+    predict.add_argument("--out", required=True, help="output TSV (written atomically)")
+    predict.add_argument(
+        "--batch-size",
+        type=int,
+        help="windows scored per model call, each on both strands (default: evaluate.batch_size)",
+    )
+    predict.add_argument(
+        "--windows",
+        choices=WINDOW_POLICIES,
+        default="center",
+        help="center: one window of the model's length centred on each record (N-padded or "
+        "cropped); tile: windows at --stride covering each record, one row each",
+    )
+    predict.add_argument(
+        "--stride", type=int, help="tile step in bp (default: the window length; tile only)"
+    )
+    predict.add_argument(
+        "--target-names", help="file with one target name per line (default: from the model)"
+    )
     predict.set_defaults(handler=cmd_predict)

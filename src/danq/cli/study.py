@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
+from danq.artifacts import STUDY_REPORT_HTML_FILE, STUDY_REPORT_MD_FILE
 from danq.config import Params
 
 
 def cmd_study(args: argparse.Namespace, params: Params) -> int:
-    from danq.study import runner
+    for option, value in (("--max-runs", args.max_runs), ("--workers", args.workers)):
+        if value is not None and value < 1:
+            print(f"error: {option} must be at least 1", file=sys.stderr)
+            return 2
+    from danq.io import storage
+    from danq.study.runner import run_study
 
-    return runner.run(args, params)
+    out = args.out or str(Path(params.work_dir) / "study")
+    runs = args.runs or str(Path(params.work_dir) / "study-runs")
+    shards = args.shards or storage.join(params.work_dir, "shards")
+    records = run_study(params, shards, out, runs, args.max_runs, args.workers)
+    if records is None:
+        print(f"study stopped with runs missing; run the same command again to continue ({out})")
+        return 0
+    print(f"report: {out}/{STUDY_REPORT_MD_FILE} and {STUDY_REPORT_HTML_FILE}")
+    return 0
 
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> None:

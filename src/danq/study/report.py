@@ -1,16 +1,6 @@
-"""Analysis and report of a `danq study`: per-arm summaries, differences from the baseline with
-bootstrap confidence intervals and Mann-Whitney U tests, the spread of epochs to converge,
-plots, Markdown/HTML, and the MLflow parent run.
-
-Each random-dropout arm is compared with the baseline at its batch size. Runs are independent
-(other weights, data order and masks per seed), so the tests are two-sample, not paired:
-- difference in means (arm minus baseline) with a percentile bootstrap CI: each resample draws
-  the runs of both arms with replacement. Every comparison and metric replays the same
-  generator, seeded by params.seed, so a report is reproducible from its runs.
-- Mann-Whitney U (two-sided): U counts the (arm, baseline) run pairs in which the arm's value is
-  larger, ties counting one half.
-- the spread of epochs to early stop (the paper's slowest random-dropout run took 38 epochs):
-  variance, SD and maximum per arm, and the Brown-Forsythe test of equal variances.
+"""Report of a `danq study`: Markdown and HTML, plots, the runs as CSV/JSON, and the summary
+metrics and files on the study's MLflow parent run. The statistics come from
+danq.study.analysis.
 """
 
 from __future__ import annotations
@@ -21,26 +11,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 from mlflow.entities import Metric
-from scipy import stats
 
+from danq import tracking
+from danq.artifacts import (
+    STUDY_ANALYSIS_FILE,
+    STUDY_REPORT_HTML_FILE,
+    STUDY_REPORT_MD_FILE,
+    STUDY_RUNS_CSV_FILE,
+    STUDY_RUNS_JSON_FILE,
+    write_atomically,
+    write_json,
+    write_text,
+)
 from danq.config import Params
 from danq.evaluation.metrics import json_safe
 from danq.evaluation.report import render_html
-from danq.study.runner import Arm, baseline_of
-from danq.training.loop import write_atomically, write_json
+from danq.study.analysis import METRICS, analyse, values_of
+from danq.study.plan import Arm
 
-# Recorded per run, compared per arm; the label is how the report names it.
-METRICS = {
-    "epochs_to_stop": "epochs to early stop",
-    "best_epoch": "best epoch",
-    "time_to_best_s": "train time to best val loss (s)",
-    "best_val_loss": "best validation loss",
-    "test_macro_auroc": "test macro AUROC",
-    "test_macro_aupr": "test macro AUPR",
-}
 CSV_FIELDS = [
     "arm",
     "schedule",
@@ -55,112 +45,6 @@ CSV_FIELDS = [
 PLOTS = ("epochs_to_stop.png", "val_loss_curves.png", "val_auroc_curves.png")
 
 
-# --- statistics -----------------------------------------------------------------------------
-
-
-def describe(values: np.ndarray) -> dict[str, float]:
-    """Mean, sample variance and SD (ddof 1), min and max."""
-    return {
-        "mean": float(values.mean()),
-        "var": float(values.var(ddof=1)) if len(values) > 1 else float("nan"),
-        "sd": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
-        "min": float(values.min()),
-        "max": float(values.max()),
-    }
-
-
-def bootstrap_mean_difference(
-    baseline: np.ndarray, arm: np.ndarray, n_boot: int, confidence: float, seed: int
-) -> tuple[float, float]:
-    """Percentile CI of mean(arm) - mean(baseline), both groups resampled with replacement."""
-    rng = np.random.default_rng(seed)
-    base_draws = rng.integers(0, len(baseline), (n_boot, len(baseline)))
-    arm_draws = rng.integers(0, len(arm), (n_boot, len(arm)))
-    differences = arm[arm_draws].mean(axis=1) - baseline[base_draws].mean(axis=1)
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(differences, [tail, 1.0 - tail])
-    return float(low), float(high)
-
-
-def compare(
-    baseline: np.ndarray, arm: np.ndarray, n_boot: int, confidence: float, seed: int
-) -> dict[str, float]:
-    low, high = bootstrap_mean_difference(baseline, arm, n_boot, confidence, seed)
-    u, p = stats.mannwhitneyu(arm, baseline, alternative="two-sided")
-    return {
-        "difference": float(arm.mean() - baseline.mean()),
-        "ci_low": low,
-        "ci_high": high,
-        "mann_whitney_u": float(u),
-        "p_value": float(p),
-    }
-
-
-def spread_test(baseline: np.ndarray, arm: np.ndarray) -> float:
-    """Brown-Forsythe p-value (Levene's test around the median), NaN where it is undefined:
-    with two runs, both lie equally far from their median, and constant arms have no spread."""
-    if min(len(baseline), len(arm)) < 3 or (np.ptp(baseline) == 0 and np.ptp(arm) == 0):
-        return float("nan")
-    return float(stats.levene(arm, baseline, center="median").pvalue)
-
-
-def values_of(records: Sequence[dict[str, Any]], arm: Arm, metric: str) -> np.ndarray:
-    return np.array([float(r[metric]) for r in records if r["arm"] == arm.name])
-
-
-def analyse(params: Params, arms: Sequence[Arm], records: Sequence[dict[str, Any]]) -> dict:
-    """Per-arm summaries and every random arm against the baseline at its batch size."""
-    cfg = params.study
-    summary: dict[str, Any] = {}
-    for arm in arms:
-        mine = [r for r in records if r["arm"] == arm.name]
-        summary[arm.name] = {
-            "label": arm.label,
-            "schedule": arm.schedule,
-            "batch_size": arm.batch_size,
-            "n": len(mine),
-            "n_early_stopped": sum(r["early_stopped"] for r in mine),
-            **{m: describe(values_of(records, arm, m)) for m in METRICS},
-        }
-    comparisons = []
-    for arm in arms:
-        if arm.schedule == "baseline":
-            continue
-        base = baseline_of(arm)
-        per_metric = {
-            m: compare(
-                values_of(records, base, m),
-                values_of(records, arm, m),
-                cfg.bootstrap_samples,
-                cfg.confidence,
-                params.seed,
-            )
-            for m in METRICS
-        }
-        spread = spread_test(
-            values_of(records, base, "epochs_to_stop"), values_of(records, arm, "epochs_to_stop")
-        )
-        comparisons.append(
-            {
-                "arm": arm.name,
-                "baseline": base.name,
-                "label": arm.label,
-                "metrics": per_metric,
-                "epochs_to_stop_brown_forsythe_p": spread,
-            }
-        )
-    return {
-        "confidence": cfg.confidence,
-        "bootstrap_samples": cfg.bootstrap_samples,
-        "bootstrap_seed": params.seed,
-        "max_epochs": cfg.max_epochs,
-        "patience": cfg.patience,
-        "samples_per_epoch": cfg.samples_per_epoch,
-        "arms": summary,
-        "comparisons": comparisons,
-    }
-
-
 # --- prose and tables -----------------------------------------------------------------------
 
 
@@ -172,7 +56,7 @@ def _digits(metric: str) -> int:
     return 4 if metric in ("best_val_loss", "test_macro_auroc", "test_macro_aupr") else 1
 
 
-def headline(analysis: dict, comparison: dict) -> str:
+def headline(analysis: dict[str, Any], comparison: dict[str, Any]) -> str:
     """One sentence on epochs to early stop, the paper's claim, with its CI and p-value."""
     c = comparison["metrics"]["epochs_to_stop"]
     arm, base = analysis["arms"][comparison["arm"]], analysis["arms"][comparison["baseline"]]
@@ -192,31 +76,56 @@ def headline(analysis: dict, comparison: dict) -> str:
     )
 
 
-def render_markdown(analysis: dict) -> str:
-    level = round(analysis["confidence"] * 100)
-    samples = analysis["samples_per_epoch"]
-    epoch = "one pass over the training data" if samples is None else f"{samples:,} samples"
+def render_markdown(analysis: dict[str, Any]) -> str:
+    """The report: headlines, per-arm table, differences from the baseline, spread, plots."""
     lines = [
         "# Random dropout vs baseline DanQ: convergence study",
         "",
-        f"An epoch is {epoch}. "
-        f"Early stopping on validation loss with patience {analysis['patience']}, at most "
-        f"{analysis['max_epochs']} epochs; a run that never stopped early counts as "
-        f"{analysis['max_epochs']}. Differences are arm minus baseline at the same batch size, "
-        f"with {level}% bootstrap CIs ({analysis['bootstrap_samples']} resamples) and "
-        "two-sided Mann-Whitney U tests. Per arm: mean ± SD.",
+        _method(analysis),
         "",
         "Epochs to early stop:",
         "",
         *[f"- {headline(analysis, c)}" for c in analysis["comparisons"]],
         "",
+        *_arm_table(analysis),
+        "",
+        *_difference_table(analysis),
+        "",
+        *_spread_table(analysis),
+        "",
+        "Validation AUROC stands in for the accuracy curves of the paper's figures: with rare "
+        "positive labels, accuracy mostly counts negatives. Bands: mean ± SD over the runs "
+        "still training at that epoch.",
+        "",
+        *[f"![{name}]({name})" for name in PLOTS],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _method(analysis: dict[str, Any]) -> str:
+    level = round(analysis["confidence"] * 100)
+    samples = analysis["samples_per_epoch"]
+    epoch = "one pass over the training data" if samples is None else f"{samples:,} samples"
+    return (
+        f"An epoch is {epoch}. "
+        f"Early stopping on validation loss with patience {analysis['patience']}, at most "
+        f"{analysis['max_epochs']} epochs; a run that never stopped early counts as "
+        f"{analysis['max_epochs']}. Differences are arm minus baseline at the same batch size, "
+        f"with {level}% bootstrap CIs ({analysis['bootstrap_samples']} resamples) and "
+        "two-sided Mann-Whitney U tests. Per arm: mean ± SD."
+    )
+
+
+def _arm_table(analysis: dict[str, Any]) -> list[str]:
+    lines = [
         "| arm | runs | early-stopped | epochs to stop | max | best epoch | train time to best (s) "
         "| best val loss | test AUROC | test AUPR |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for arm in analysis["arms"].values():
 
-        def cell(metric: str, a: dict = arm) -> str:
+        def cell(metric: str, a: dict[str, Any] = arm) -> str:
             d = _digits(metric)
             return f"{_num(a[metric]['mean'], d)} ± {_num(a[metric]['sd'], d)}"
 
@@ -226,8 +135,12 @@ def render_markdown(analysis: dict) -> str:
             f"{cell('best_epoch')} | {cell('time_to_best_s')} | {cell('best_val_loss')} | "
             f"{cell('test_macro_auroc')} | {cell('test_macro_aupr')} |"
         )
-    lines += [
-        "",
+    return lines
+
+
+def _difference_table(analysis: dict[str, Any]) -> list[str]:
+    level = round(analysis["confidence"] * 100)
+    lines = [
         f"Differences from the baseline ({level}% CI), Mann-Whitney U and p:",
         "",
         "| arm | metric | difference | CI | U | p |",
@@ -241,8 +154,11 @@ def render_markdown(analysis: dict) -> str:
                 f"{c['ci_low']:+.{d}f} to {c['ci_high']:+.{d}f} | {c['mann_whitney_u']:.1f} | "
                 f"{_num(c['p_value'], 3)} |"
             )
-    lines += [
-        "",
+    return lines
+
+
+def _spread_table(analysis: dict[str, Any]) -> list[str]:
+    lines = [
         "Spread of epochs to early stop (the paper's slowest random-dropout run took 38 epochs):",
         "",
         "| arm | variance | SD | max | Brown-Forsythe p vs baseline |",
@@ -255,16 +171,7 @@ def render_markdown(analysis: dict) -> str:
         lines.append(
             f"| {arm['label']} | {_num(e['var'])} | {_num(e['sd'])} | {e['max']:.0f} | {p} |"
         )
-    lines += [
-        "",
-        "Validation AUROC stands in for the accuracy curves of the paper's figures: with rare "
-        "positive labels, accuracy mostly counts negatives. Bands: mean ± SD over the runs "
-        "still training at that epoch.",
-        "",
-        *[f"![{name}]({name})" for name in PLOTS],
-        "",
-    ]
-    return "\n".join(lines)
+    return lines
 
 
 # --- plots ----------------------------------------------------------------------------------
@@ -333,7 +240,8 @@ def plot_curves(
 
 
 def write_runs(records: Sequence[dict[str, Any]], out: Path) -> None:
-    write_json(out / "runs.json", list(records))
+    """Every run's record: all of it as JSON, the per-run values (no curves) as CSV."""
+    write_json(out / STUDY_RUNS_JSON_FILE, list(records))
 
     def write_csv(tmp: Path) -> None:
         with tmp.open("w", newline="") as fh:
@@ -341,14 +249,11 @@ def write_runs(records: Sequence[dict[str, Any]], out: Path) -> None:
             writer.writeheader()
             writer.writerows(records)
 
-    write_atomically(out / "runs.csv", write_csv)
+    write_atomically(out / STUDY_RUNS_CSV_FILE, write_csv)
 
 
-def log_to_parent(study: dict[str, Any], analysis: dict, out: Path) -> None:
-    """Summary metrics and the report files on the study's parent run, which then ends."""
-    mlflow.set_tracking_uri(study["tracking_uri"])
-    client = mlflow.MlflowClient()
-    run_id = study["parent_run_id"]
+def parent_run_metrics(analysis: dict[str, Any]) -> dict[str, float]:
+    """Per-arm means and every comparison's difference and p-value, as flat metric names."""
     metrics = {}
     for name, arm in analysis["arms"].items():
         for metric in METRICS:
@@ -358,12 +263,29 @@ def log_to_parent(study: dict[str, Any], analysis: dict, out: Path) -> None:
         for metric, c in comparison["metrics"].items():
             metrics[f"{comparison['arm']}.{metric}.difference"] = c["difference"]
             metrics[f"{comparison['arm']}.{metric}.p_value"] = c["p_value"]
+    return metrics
+
+
+def log_to_parent(study: dict[str, Any], analysis: dict[str, Any], out: Path) -> None:
+    """Summary metrics and the report files on the study's parent run, which then ends."""
+    client = tracking.client(study["tracking_uri"])
+    run_id = study["parent_run_id"]
     now = int(time.time() * 1000)
     client.log_batch(
         run_id,
-        metrics=[Metric(k, v, now, 0) for k, v in metrics.items() if not np.isnan(v)],
+        metrics=[
+            Metric(k, v, now, 0) for k, v in parent_run_metrics(analysis).items() if not np.isnan(v)
+        ],
     )
-    for name in ("report.md", "report.html", "analysis.json", "runs.csv", "runs.json", *PLOTS):
+    files = (
+        STUDY_REPORT_MD_FILE,
+        STUDY_REPORT_HTML_FILE,
+        STUDY_ANALYSIS_FILE,
+        STUDY_RUNS_CSV_FILE,
+        STUDY_RUNS_JSON_FILE,
+        *PLOTS,
+    )
+    for name in files:
         client.log_artifact(run_id, str(out / name), artifact_path="study")
     client.set_terminated(run_id)
 
@@ -374,18 +296,17 @@ def write_report(
     arms: Sequence[Arm],
     records: Sequence[dict[str, Any]],
     out: Path,
-) -> dict:
+) -> dict[str, Any]:
     """analysis.json, runs.json/csv, the plots, report.md/html; all logged to the parent run."""
     analysis = analyse(params, arms, records)
     write_runs(records, out)
-    write_json(out / "analysis.json", json_safe(analysis))
+    write_json(out / STUDY_ANALYSIS_FILE, json_safe(analysis))
     plot_epochs_to_stop(arms, records, out / PLOTS[0])
     plot_curves(arms, records, "val_loss", "validation loss", out / PLOTS[1])
     plot_curves(arms, records, "val_auroc", "validation AUROC", out / PLOTS[2])
     markdown = render_markdown(analysis)
-    write_atomically(out / "report.md", lambda tmp: tmp.write_text(markdown))
-    page = render_html(markdown, out)
-    write_atomically(out / "report.html", lambda tmp: tmp.write_text(page))
+    write_text(out / STUDY_REPORT_MD_FILE, markdown)
+    write_text(out / STUDY_REPORT_HTML_FILE, render_html(markdown, out))
     log_to_parent(study, analysis, out)
     for comparison in analysis["comparisons"]:
         print(headline(analysis, comparison))

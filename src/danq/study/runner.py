@@ -9,7 +9,8 @@ leave open when a rate should be redrawn. The study trains every arm with the sa
 
 Each run is an ordinary `train_variant` run (early stopping, checkpoints, MLflow) followed by
 the test-set evaluation of `danq evaluate`; all of them are grouped under one MLflow parent
-run. Every random arm is compared with the baseline at its batch size (danq.study_report).
+run. Every random arm is compared with the baseline at its batch size (danq.study.analysis),
+and the report written (danq.study.report). The arms and each run's settings: danq.study.plan.
 
 out_dir (small enough to commit) holds:
     study.json           settings fingerprint and the MLflow parent run (written first)
@@ -19,18 +20,16 @@ runs_dir/<fingerprint>/<arm>/seed<i>/ holds one run: train_variant's outputs (a 
 while unfinished), eval/ (test metrics) and record.json (written last: the run is done).
 
 Started again, the study skips runs with a record, continues an interrupted run from its
-checkpoint and starts the rest; adding seeds (study.seeds) extends a finished study.
+checkpoint and starts the rest; adding seeds (study.seeds) extends a finished study. With
+workers > 1 the runs are dealt out to `python -m danq.study.runner TASK_FILE` processes.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,158 +37,94 @@ import keras
 import mlflow
 from mlflow.entities import Param
 from mlflow.exceptions import MlflowException
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from danq import tracking
-from danq.config import SPLITS, Params, RangeSweep, parse_params
-from danq.data.shards import read_manifest
-from danq.errors import StudyStateError
-from danq.evaluation.scoring import evaluate_variant
-from danq.io import storage
-from danq.training.loop import (
+from danq.artifacts import (
     HISTORY_FILE,
-    TrainingStateError,
-    settings_diff,
-    settings_hash,
-    train_variant,
+    STUDY_FILE,
+    STUDY_RECORD_FILE,
+    TAG_STUDY_ARM,
+    TAG_STUDY_ID,
+    TAG_STUDY_ROLE,
+    TAG_STUDY_SEED_INDEX,
+    read_json,
     write_json,
 )
+from danq.config import Params, parse_params
+from danq.errors import ConfigError, StudyStateError
+from danq.evaluation.scoring import evaluate_variant
+from danq.io import storage
+from danq.study.plan import Arm, planned_runs, run_params, study_arms, study_settings
+from danq.study.report import write_report
+from danq.training.loop import train_variant
+from danq.training.settings import settings_diff, settings_hash
 
-STUDY_FILE = "study.json"
-RECORD_FILE = "record.json"
-
-
-@dataclass(frozen=True)
-class Arm:
-    """A dropout schedule at one batch size. ranges None: the configured random-dropout ranges."""
-
-    schedule: str  # baseline | run | epoch | batch
-    batch_size: int
-    ranges: RangeSweep | None = None
-
-    @property
-    def name(self) -> str:
-        """Folder-safe id, e.g. baseline-b100, epoch-b500, epoch-p0.0-0.2-l0.3-0.5-b100."""
-        if self.ranges is None:
-            return f"{self.schedule}-b{self.batch_size}"
-        pool, lstm = self.ranges.pool, self.ranges.lstm
-        return f"{self.schedule}-p{pool.low}-{pool.high}-l{lstm.low}-{lstm.high}-b{self.batch_size}"
-
-    @property
-    def label(self) -> str:
-        """How the report names the arm."""
-        if self.schedule == "baseline":
-            what = "baseline"
-        else:
-            what = f"random, per {self.schedule}"
-        if self.ranges is not None:
-            pool, lstm = self.ranges.pool, self.ranges.lstm
-            what += f" [{pool.low}, {pool.high}]/[{lstm.low}, {lstm.high}]"
-        return f"{what} (batch {self.batch_size})"
-
-    @property
-    def variant(self) -> str:
-        return "baseline" if self.schedule == "baseline" else "random_dropout"
-
-
-def study_arms(params: Params) -> list[Arm]:
-    """Every arm, grouped by batch size, the baseline first in each group."""
-    cfg = params.study
-    arms = []
-    for batch_size in cfg.batch_sizes:
-        arms += [Arm(schedule, batch_size) for schedule in cfg.arms]
-        arms += [Arm(cfg.range_redraw, batch_size, sweep) for sweep in cfg.ranges]
-    return arms
-
-
-def baseline_of(arm: Arm) -> Arm:
-    return Arm("baseline", arm.batch_size)
-
-
-def run_params(params: Params, arm: Arm, seed_index: int) -> Params:
-    """The full settings of one study run: the study's model and training settings, the arm's
-    schedule and batch size, and seed train.seed + seed_index."""
-    cfg = params.study
-    raw = params.model_dump(by_alias=True, mode="json")
-    raw["model"] = cfg.model.model_dump(mode="json")
-    train = raw["train"]
-    train.update(
-        batch_size=arm.batch_size,
-        max_epochs=cfg.max_epochs,
-        patience=cfg.patience,
-        seed=params.train.seed + seed_index,
-    )
-    if cfg.learning_rate is not None:
-        train["learning_rate"] = cfg.learning_rate
-    if cfg.samples_per_epoch is not None:
-        # The same samples per epoch at every batch size, so epochs compare across sizes.
-        train["steps_per_epoch"] = max(1, cfg.samples_per_epoch // arm.batch_size)
-    if arm.schedule != "baseline":
-        raw["dropout"]["random_dropout"]["redraw"] = arm.schedule
-    if arm.ranges is not None:
-        raw["dropout"]["random_dropout"].update(arm.ranges.model_dump(mode="json"))
-    raw["mlflow"]["experiment"] = cfg.experiment
-    return parse_params(raw, "study settings")
+EVAL_DIR = "eval"  # a run's test-set evaluation, inside its folder
+WORKERS_DIR = "workers"  # the worker task files, inside the runs folder
 
 
 # --- the study's identity and parent run ----------------------------------------------------
 
 
-def study_settings(params: Params, shard_dir: str) -> dict[str, Any]:
-    """What every run of the study shares, flat. study.seeds is left out on purpose: more
-    seeds extend a study rather than make it another one."""
-    study = params.study.model_dump(mode="json", exclude={"seeds"})
-    manifests = {split: read_manifest(storage.join(shard_dir, split)) for split in SPLITS}
-    return tracking.flatten(
-        {
-            "study": study,
-            # The study sets these three itself.
-            "train": params.train.model_dump(
-                mode="json", exclude={"batch_size", "max_epochs", "patience"}
-            ),
-            "dropout": params.dropout.model_dump(mode="json"),
-            "evaluate": {"batch_size": params.evaluate.batch_size},
-            "data": {split: m.n_source_samples for split, m in manifests.items()},
-        }
-    )
-
-
 def open_study(params: Params, shard_dir: str, out: Path) -> dict[str, Any]:
-    """study.json of out, created with a new MLflow parent run when out holds no study."""
+    """study.json of out, created with a new MLflow parent run when out holds no study.
+
+    Raises StudyStateError when out holds a study with other settings.
+    """
     settings = study_settings(params, shard_dir)
     fingerprint = settings_hash(settings)
     path = out / STUDY_FILE
-    tracking.quiet_mlflow()
-    mlflow.set_tracking_uri(tracking.resolve_uri(params.mlflow))
-    client = mlflow.MlflowClient()
+    uri = tracking.resolve_uri(params.mlflow)
+    client = tracking.client(uri)
     if path.exists():
-        study = json.loads(path.read_text())
+        study: dict[str, Any] = read_json(path)
         if study["fingerprint"] != fingerprint:
             raise StudyStateError(
                 f"{out} holds a study with other settings "
-                f"({settings_diff(study['settings'], settings)}); choose another --out"
+                f"({settings_diff(study['settings'], settings)}); choose another report folder"
             )
         if parent_run_exists(client, study["parent_run_id"]):
             return study
         # A committed report (or another tracking store): same settings, new parent run.
-    experiment = mlflow.set_experiment(params.study.experiment)
+    study = start_parent_run(client, params.study.experiment, settings, fingerprint)
+    study["tracking_uri"] = uri
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(path, study)
+    return study
+
+
+def start_parent_run(
+    client: mlflow.MlflowClient, experiment: str, settings: dict[str, Any], fingerprint: str
+) -> dict[str, Any]:
+    """A new parent run with the study's settings as params; what study.json records of it."""
+    experiment_id = experiment_id_of(client, experiment)
     parent = client.create_run(
-        experiment.experiment_id,
+        experiment_id,
         run_name=f"study-{fingerprint[:8]}",
-        tags={"danq.study.id": fingerprint, "danq.study.role": "parent"},
+        tags={TAG_STUDY_ID: fingerprint, TAG_STUDY_ROLE: "parent"},
     )
     client.log_batch(
         parent.info.run_id, params=[Param(key, str(value)) for key, value in settings.items()]
     )
-    study = {
+    return {
         "fingerprint": fingerprint,
         "settings": settings,
         "parent_run_id": parent.info.run_id,
-        "experiment_id": experiment.experiment_id,
-        "tracking_uri": mlflow.get_tracking_uri(),
+        "experiment_id": experiment_id,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(path, study)
-    return study
+
+
+def experiment_id_of(client: mlflow.MlflowClient, name: str) -> str:
+    """The id of the named experiment, created when the tracking store has none."""
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        return client.create_experiment(name)
+    if found.lifecycle_stage == "deleted":
+        raise StudyStateError(
+            f"MLflow experiment {name!r} is deleted; restore it or set another study.experiment"
+        )
+    return found.experiment_id
 
 
 def parent_run_exists(client: mlflow.MlflowClient, run_id: str) -> bool:
@@ -223,8 +158,9 @@ def run_dir(runs: Path, arm: Arm, seed_index: int) -> Path:
 
 
 def read_record(runs: Path, arm: Arm, seed_index: int) -> dict[str, Any] | None:
-    path = run_dir(runs, arm, seed_index) / RECORD_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    """The run's record, or None while the run is not done."""
+    path = run_dir(runs, arm, seed_index) / STUDY_RECORD_FILE
+    return read_json(path) if path.exists() else None
 
 
 def run_record(
@@ -266,10 +202,10 @@ def train_and_record(
     where = run_dir(runs, arm, seed_index)
     settings = run_params(params, arm, seed_index)
     tags = {
-        "mlflow.parentRunId": study["parent_run_id"],
-        "danq.study.id": study["fingerprint"],
-        "danq.study.arm": arm.name,
-        "danq.study.seed_index": str(seed_index),
+        MLFLOW_PARENT_RUN_ID: study["parent_run_id"],
+        TAG_STUDY_ID: study["fingerprint"],
+        TAG_STUDY_ARM: arm.name,
+        TAG_STUDY_SEED_INDEX: str(seed_index),
     }
     # A fresh Keras state per run: a run gives the same result wherever it falls in the study.
     keras.backend.clear_session()
@@ -281,22 +217,16 @@ def train_and_record(
         arm.variant,
         model_dir=str(where),
         shard_dir=storage.join(shard_dir, "test"),
-        out_dir=str(where / "eval"),
+        out_dir=str(where / EVAL_DIR),
         data_dir=params.data_dir,
     )
-    history = json.loads((where / HISTORY_FILE).read_text())
+    history = read_json(where / HISTORY_FILE)
     record = run_record(arm, seed_index, settings.train.seed, history, metrics)
-    write_json(where / RECORD_FILE, record)
+    write_json(where / STUDY_RECORD_FILE, record)
     return record
 
 
 # --- the study ------------------------------------------------------------------------------
-
-
-def planned_runs(params: Params) -> list[tuple[Arm, int]]:
-    """Seed by seed across all arms: a study cut short still has balanced arms."""
-    arms = study_arms(params)
-    return [(arm, seed) for seed in range(params.study.seeds) for arm in arms]
 
 
 def run_study(
@@ -310,8 +240,13 @@ def run_study(
     """Train the study's missing runs (at most max_runs of them) and, once every run is done,
     write the analysis and the report. Returns every record, or None while runs are missing.
 
-    Runs live in runs_dir/<fingerprint>: a study with other settings never meets them.
+    Runs live in runs_dir/<fingerprint>: a study with other settings never meets them. Raises
+    StudyStateError when out_dir holds another study or a worker fails, ConfigError when
+    max_runs or workers is below 1.
     """
+    for name, value in (("max_runs", max_runs), ("workers", workers)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} must be at least 1")
     out = Path(out_dir)
     study = open_study(params, shard_dir, out)
     runs = Path(runs_dir) / study["fingerprint"][:12]
@@ -328,12 +263,11 @@ def run_study(
     else:
         train_runs(params, todo, study, shard_dir, runs)
     records = [read_record(runs, arm, seed) for arm, seed in plan]
-    if any(r is None for r in records):
+    done = [r for r in records if r is not None]
+    if len(done) < len(records):
         return None
-    from danq.study.report import write_report
-
-    write_report(params, study, study_arms(params), records, out)
-    return records
+    write_report(params, study, study_arms(params), done, out)
+    return done
 
 
 def train_runs(
@@ -371,7 +305,7 @@ def train_in_workers(
     Each run has its own folder and record, so workers never touch each other's files, and a
     failed or killed worker loses nothing that a rerun of the study does not pick up.
     """
-    tasks = runs / "workers"
+    tasks = runs / WORKERS_DIR
     tasks.mkdir(parents=True, exist_ok=True)
     raw = params.model_dump(by_alias=True, mode="json")
     processes = []
@@ -394,31 +328,11 @@ def train_in_workers(
 
 def worker_main(task_file: str) -> int:
     """A worker process: train the runs that its task file names."""
-    task = json.loads(Path(task_file).read_text())
+    task = read_json(task_file)
     params = parse_params(task["params"], task_file)
     arms = {arm.name: arm for arm in study_arms(params)}
     todo = [(arms[name], seed) for name, seed in task["runs"]]
     train_runs(params, todo, task["study"], task["shard_dir"], Path(task_file).parents[1])
-    return 0
-
-
-def run(args: argparse.Namespace, params: Params) -> int:
-    out = args.out or str(Path(params.work_dir) / "study")
-    runs = args.runs or str(Path(params.work_dir) / "study-runs")
-    shards = args.shards or storage.join(params.work_dir, "shards")
-    for option, value in (("--max-runs", args.max_runs), ("--workers", args.workers)):
-        if value is not None and value < 1:
-            print(f"error: {option} must be at least 1", file=sys.stderr)
-            return 2
-    try:
-        records = run_study(params, shards, out, runs, args.max_runs, args.workers)
-    except (StudyStateError, TrainingStateError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    if records is None:
-        print(f"study stopped with runs missing; run the same command again to continue ({out})")
-        return 0
-    print(f"report: {out}/report.md and report.html")
     return 0
 
 

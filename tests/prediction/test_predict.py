@@ -2,49 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
 import gzip
-import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from danq.config import DropoutConfig, ModelConfig, Params, parse_params
+from danq import tracking
+from danq.cli.main import main
+from danq.errors import PredictError
 from danq.io.deepsea import write_split
-from danq.predict import (
-    PredictError,
-    add_arguments,
-    load_model,
-    predict_fasta,
-    predict_hdf5,
-    read_fasta,
-    resolve_target_names,
-    run,
-    window_starts,
-)
+from danq.predict import predict_fasta, predict_hdf5, window_starts
 
-L = 60
+L = 60  # the input length of the model_file fixture
 NAMES = ["t0", "t1", "t2"]
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from danq.model.dropout import dropout_policy
-    from danq.model.network import build_danq
-
-    cfg = ModelConfig(
-        preset="custom", conv_filters=4, conv_width=5, pool_size=4, lstm_units=3, dense_units=6
-    )
-    model = build_danq(cfg, L, 3, dropout_policy(DropoutConfig(), "baseline"), seed=0)
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    model.save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def model(model_file: Path):
-    return load_model(str(model_file))
 
 
 def random_dna(n: int, seed: int) -> str:
@@ -86,27 +58,12 @@ def write_fasta(path: Path, records: dict[str, str], width: int = 25) -> Path:
     return path
 
 
-def cli_args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return parser.parse_args(argv)
-
-
-def make_params(tmp_path: Path, **mlflow: str) -> Params:
-    return parse_params({"paths": {"data_dir": str(tmp_path / "data")}, "mlflow": mlflow})
-
-
-@pytest.mark.parametrize("name", ["in.fa", "in.fa.gz"])
-def test_read_fasta_streams_multiline_lowercase_records(tmp_path: Path, name: str) -> None:
-    records = {"chr1:100-200": "ACGTNacgtnRYKM" * 5, "second": "GATTACA"}
-    path = write_fasta(tmp_path / name, records, width=9)
-    assert list(read_fasta(path)) == list(records.items())
-
-
-def test_read_fasta_tolerates_blank_lines_crlf_spaces_latin1_descriptions(tmp_path: Path) -> None:
-    path = tmp_path / "messy.fasta"
-    path.write_bytes(b"\r\n>a d\xe9sc\r\nACG T\r\n\r\ngg\r\n>b\r\nN\r\n")
-    assert list(read_fasta(path)) == [("a", "ACGTgg"), ("b", "N")]
+def danq_predict(tmp_path: Path, *argv: str, **mlflow_settings: str) -> int:
+    """`danq predict` with defaults for everything but data_dir and the given mlflow settings."""
+    overrides = [f"paths.data_dir={tmp_path / 'data'}"]
+    overrides += [f"mlflow.{key}={value}" for key, value in mlflow_settings.items()]
+    options = [item for override in overrides for item in ("-S", override)]
+    return main(["--params", str(tmp_path / "none.yaml"), *options, "predict", *argv])
 
 
 @pytest.mark.parametrize(
@@ -248,10 +205,14 @@ def test_cli_reports_bad_fasta_on_stderr(
 ) -> None:
     fasta = tmp_path / "bad.fa"
     fasta.write_text(">good\nACGT\n>broken\nACGTQ\n")
-    args = cli_args("--model", str(model_file), "--input", str(fasta), "--out", "x.tsv")
-    assert run(args, make_params(tmp_path)) == 1
+    out = tmp_path / "x.tsv"
+    code = danq_predict(
+        tmp_path, "--model", str(model_file), "--input", str(fasta), "--out", str(out)
+    )
+    assert code == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "record 'broken'" in err and "'Q'" in err
+    assert not out.exists()
 
 
 def test_cli_option_errors(
@@ -261,62 +222,51 @@ def test_cli_option_errors(
     h5 = write_split(tmp_path / "in.h5", "test", np.zeros((1, L, 4), np.uint8), None, "hdf5")
     common = ("--model", str(model_file), "--out", str(tmp_path / "o.tsv"))
     cases = {
-        ("--input", str(fasta), "--stride", "10"): "--stride applies to --windows tile only",
-        ("--input", str(fasta), "--windows", "tile", "--stride", "61"): "between 1 and",
-        ("--input", str(fasta), "--batch-size", "-1"): "--batch-size must be at least 1",
-        ("--input", str(h5), "--windows", "tile"): "FASTA input only",
+        ("--input", str(fasta), "--stride", "10"): "error: --stride applies to --windows tile only",
+        ("--input", str(fasta), "--windows", "tile", "--stride", "61"): (
+            "error: --stride 61: must be between 1 and the model's window length 60"
+        ),
+        ("--input", str(fasta), "--batch-size", "-1"): (
+            "error: --batch-size must be at least 1, got -1"
+        ),
+        ("--input", str(h5), "--windows", "tile"): (
+            "--windows tile and --stride apply to FASTA input only"
+        ),
         ("--input", str(tmp_path / "missing.fa")): "file not found",
     }
     for argv, fragment in cases.items():
-        assert run(cli_args(*common, *argv), make_params(tmp_path)) == 1
+        assert danq_predict(tmp_path, *common, *argv) == 1
         assert fragment in capsys.readouterr().err
-    missing_model = cli_args("--model", "nowhere.keras", "--input", str(fasta), "--out", "o")
-    assert run(missing_model, make_params(tmp_path)) == 1
-    assert "model nowhere.keras: no such file" in capsys.readouterr().err
+    missing_model = ("--model", "nowhere.keras", "--input", str(fasta), "--out", "o")
+    assert danq_predict(tmp_path, *missing_model) == 1
+    assert "error: model nowhere.keras: no such file" in capsys.readouterr().err
     assert not (tmp_path / "o.tsv").exists()
 
 
-def test_target_names_from_file_data_metadata_or_generic(tmp_path: Path) -> None:
-    names_file = tmp_path / "names.txt"
-    names_file.write_text("a\nb\n\nc\n")
-    assert resolve_target_names(3, names_file=names_file) == (["a", "b", "c"], str(names_file))
-    with pytest.raises(PredictError, match="3 target names, the model has 4 outputs"):
-        resolve_target_names(4, names_file=names_file)
-
-    data = tmp_path / "data"
-    data.mkdir()
-    targets = [{"index": 1, "name": "pair:x+y"}, {"index": 0, "name": "single:x"}]
-    (data / "metadata.json").write_text(json.dumps({"targets": targets}))
-    names, source = resolve_target_names(2, data_dir=data)
-    assert names == ["single:x", "pair:x+y"] and "metadata.json" in source
-    assert resolve_target_names(3, data_dir=data)[0] == ["target_0", "target_1", "target_2"]
-
-
-@pytest.fixture
-def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A file-based MLflow tracking server and registry; global MLflow state restored after."""
-    import mlflow
-
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
-    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    monkeypatch.chdir(tmp_path)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    yield uri
-    mlflow.set_tracking_uri(None)
-    mlflow.set_registry_uri(None)
+def test_library_checks_name_arguments_not_options(model, tmp_path: Path) -> None:
+    fasta = write_fasta(tmp_path / "in.fa", {"a": "ACGT"})
+    out = tmp_path / "o.tsv"
+    with pytest.raises(PredictError, match="^a stride applies to tile windows only$"):
+        predict_fasta(model, fasta, out, NAMES, stride=10)
+    with pytest.raises(PredictError, match="^stride 61: must be between 1 and"):
+        predict_fasta(model, fasta, out, NAMES, windows="tile", stride=61)
+    with pytest.raises(PredictError, match="^batch size must be at least 1, got 0$"):
+        predict_fasta(model, fasta, out, NAMES, batch_size=0)
+    with pytest.raises(PredictError, match="^windows 'all': expected one of center, tile$"):
+        predict_fasta(model, fasta, out, NAMES, windows="all")  # type: ignore[arg-type]
+    with pytest.raises(PredictError, match="^2 target names for a model with 3 outputs$"):
+        predict_fasta(model, fasta, out, NAMES[:2])
+    assert not out.exists()
 
 
 def test_predict_with_registered_champion(
     model, mlflow_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import mlflow
     import mlflow.keras
 
-    experiment = mlflow.create_experiment("predict", artifact_location=(tmp_path / "art").as_uri())
-    with mlflow.start_run(experiment_id=experiment) as active:
+    client = tracking.client(mlflow_store)
+    experiment = client.create_experiment("predict", artifact_location=(tmp_path / "art").as_uri())
+    with tracking.using(mlflow_store), mlflow.start_run(experiment_id=experiment):
         info = mlflow.keras.log_model(
             model,
             name="model",
@@ -324,42 +274,30 @@ def test_predict_with_registered_champion(
             metadata={"target_names": ["CTCF", "GATA1", "noise"]},
             pip_requirements=["keras"],  # skips slow requirement inference
         )
-    mlflow.MlflowClient().set_registered_model_alias(
-        "tiny", "champion", info.registered_model_version
-    )
-    mlflow.set_tracking_uri(None)  # `run` must find the store from params, not from a global
+    client.set_registered_model_alias("tiny", "champion", info.registered_model_version)
     fasta = write_fasta(tmp_path / "in.fa", {"r1": random_dna(80, 5), "r2": "ACGTN" * 4})
-    params = make_params(tmp_path, tracking_uri=mlflow_store, registered_model="tiny")
+    # The command finds the store from its settings alone, and leaves MLflow's globals alone.
+    global_uri = mlflow.get_tracking_uri()
+    uri_variables = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    environment = [os.environ.get(name) for name in uri_variables]
 
-    code = run(cli_args("--input", str(fasta), "--out", str(tmp_path / "reg.tsv")), params)
+    code = danq_predict(
+        tmp_path,
+        "--input",
+        str(fasta),
+        "--out",
+        str(tmp_path / "reg.tsv"),
+        tracking_uri=mlflow_store,
+        registered_model="tiny",
+    )
 
-    assert code == 0, capsys.readouterr().err
-    assert "models:/tiny@champion" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "models:/tiny@champion" in out
+    assert "target names from the MLflow model's metadata" in out
     header, _, scores = read_tsv(tmp_path / "reg.tsv")
     assert header[3:] == ["CTCF", "GATA1", "noise"]
     predict_fasta(model, fasta, tmp_path / "local.tsv", NAMES)
     np.testing.assert_allclose(scores, read_tsv(tmp_path / "local.tsv")[2], rtol=1e-5)
-
-    by_run = load_model(f"runs:/{active.info.run_id}/model", mlflow_store)
-    assert by_run.input_shape == (None, L, 4)
-    with pytest.raises(PredictError, match="models:/absent@champion"):
-        load_model("models:/absent@champion", mlflow_store)
-
-    # Without model metadata, names come from the registered version's tags, then the run's.
-    with mlflow.start_run(experiment_id=experiment):
-        mlflow.set_tag("target_names", json.dumps(["r0", "r1", "r2"]))
-        bare = mlflow.keras.log_model(
-            model, name="model", registered_model_name="tiny", pip_requirements=["keras"]
-        )
-    version = bare.registered_model_version
-    assert resolve_target_names(
-        3, model_uri=f"models:/tiny/{version}", tracking_uri=mlflow_store
-    ) == (
-        ["r0", "r1", "r2"],
-        "the MLflow run's tags",
-    )
-    mlflow.MlflowClient().set_model_version_tag("tiny", version, "target_names", '["v0","v1","v2"]')
-    names, source = resolve_target_names(
-        3, model_uri=f"models:/tiny/{version}", tracking_uri=mlflow_store
-    )
-    assert names == ["v0", "v1", "v2"] and "version" in source
+    assert mlflow.get_tracking_uri() == global_uri
+    assert [os.environ.get(name) for name in uri_variables] == environment

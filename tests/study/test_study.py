@@ -16,7 +16,10 @@ import pytest
 import yaml
 
 from danq.cli.main import main
-from danq.config import ConfigError, load_params
+from danq.config import load_params
+
+# Every test here trains a study (or shares the module's trained one).
+pytestmark = pytest.mark.slow
 
 TINY_MODEL = dict(
     preset="custom", conv_filters=8, conv_width=10, pool_size=5, lstm_units=4, dense_units=8
@@ -108,8 +111,7 @@ def test_a_stopped_study_resumes_with_only_the_missing_runs(study):
 
 
 def test_runs_are_mlflow_children_of_one_parent_run(study):
-    mlflow.set_tracking_uri(study["uri"])
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(study["uri"])
     experiment = client.get_experiment_by_name(TINY_STUDY["experiment"])
     all_runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in all_runs if r.data.tags.get("danq.study.role") == "parent"]
@@ -236,24 +238,6 @@ def test_a_copied_study_folder_gets_a_parent_run_in_the_new_tracking_store(
     )
 
 
-@pytest.mark.parametrize(
-    ("override", "key"),
-    [
-        ("study.arms=[run, epoch]", "study.arms"),
-        ("study.arms=[baseline, baseline]", "study.arms"),
-        ("study.batch_sizes=[100, 100]", "study.batch_sizes"),
-        ("study.seeds=1", "study.seeds"),
-        (
-            "study.ranges=[{pool: {low: 0.3, high: 0.1}, lstm: {low: 0.4, high: 0.6}}]",
-            "study.ranges",
-        ),
-    ],
-)
-def test_bad_study_settings_name_the_key(override, key, tmp_path):
-    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        load_params(tmp_path / "none.yaml", [override])
-
-
 def test_a_killed_study_resumes_its_interrupted_run_from_the_checkpoint(
     tiny_data, tiny_shards, tmp_path
 ):
@@ -284,29 +268,3 @@ def test_a_killed_study_resumes_its_interrupted_run_from_the_checkpoint(
     assert len(history["epochs"]) == 12
     record = json.loads((run / "record.json").read_text())
     assert record["run_id"] == saved["run_id"]  # the same MLflow run, continued
-
-
-def test_each_arm_trains_with_its_schedule_batch_size_and_seed(tmp_path):
-    from danq.study.runner import run_params, study_arms
-
-    sweep = "[{pool: {low: 0.0, high: 0.2}, lstm: {low: 0.3, high: 0.5}}]"
-    params = load_params(
-        tmp_path / "none.yaml",
-        ["study.batch_sizes=[100, 250]", "study.samples_per_epoch=12000", f"study.ranges={sweep}"],
-    )
-    arms = {arm.name: arm for arm in study_arms(params)}
-    assert list(arms)[:5] == ["baseline-b100", "run-b100", "epoch-b100", "batch-b100"] + [
-        "epoch-p0.0-0.2-l0.3-0.5-b100"
-    ]
-    assert len(arms) == 10
-    swept = run_params(params, arms["epoch-p0.0-0.2-l0.3-0.5-b250"], seed_index=3)
-    assert swept.dropout.random_dropout.pool.high == 0.2
-    assert swept.dropout.random_dropout.lstm.low == 0.3
-    assert swept.train.batch_size == 250 and swept.train.steps_per_epoch == 48  # 12,000 samples
-    assert swept.train.seed == params.train.seed + 3
-    assert swept.train.learning_rate == params.study.learning_rate
-    assert swept.model == params.study.model
-    per_batch = run_params(params, arms["batch-b100"], seed_index=0)
-    assert per_batch.dropout.random_dropout.redraw == "batch"
-    assert per_batch.train.steps_per_epoch == 120
-    assert per_batch.mlflow.experiment == "danq-study"
