@@ -1,16 +1,18 @@
 # The two commands of the README: `make run` (the main job on the embedded synthetic data)
-# and `make test`. Each creates .venv when it is missing or older than pyproject.toml.
+# and `make test` (`make test-quick`: without the slow end-to-end tests). Each creates .venv
+# when it is missing or older than pyproject.toml.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean help
+.PHONY: run test test-quick lint bench clean help
 
 help:
 	@echo "make run    - synthesize data, then dvc repro (validate, prepare, train, evaluate, promote)"
 	@echo "make test   - the test suite"
-	@echo "make lint   - ruff"
+	@echo "make test-quick - the tests not marked slow (no model training, no pipeline run)"
+	@echo "make lint   - ruff, and mypy over src/"
 	@echo "make bench  - benchmark suite -> benchmarks/results.md, .json (BENCH_ARGS for flags)"
 
 $(STAMP): pyproject.toml
@@ -25,12 +27,16 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
+test-quick: $(STAMP)
+	$(BIN)/pytest -m "not slow"
+
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks components pipelines
 	$(BIN)/ruff format --check src tests benchmarks components pipelines
+	$(BIN)/mypy src
 
 clean:
 	rm -rf build .dvc/tmp

@@ -23,5 +23,6 @@ echo
 danq registry show | head -20
 echo
 echo "finished in $(( $(date +%s) - started )) s"
-echo "metrics:  dvc metrics show    plots:  dvc plots show (writes dvc_plots/index.html)"
+echo "metrics:  dvc metrics show, dvc metrics diff main  (metrics/*.json, committed to git)"
+echo "plots:    dvc plots show (writes dvc_plots/index.html), dvc plots diff main"
 echo "MLflow UI: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000  (then open http://127.0.0.1:5000)"

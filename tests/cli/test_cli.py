@@ -10,7 +10,7 @@ import pytest
 
 from danq.cli.main import build_parser, main
 
-from .conftest import REPO
+REPO = Path(__file__).resolve().parents[2]
 
 
 def subcommands(parser=None, prefix=()) -> list[tuple[str, ...]]:
@@ -43,6 +43,7 @@ def test_invalid_setting_exits_2_naming_the_key(capsys: pytest.CaptureFixture[st
     assert "synth.n_train" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # three commands in subprocesses
 def test_synth_info_prepare_from_the_command_line(tmp_path: Path) -> None:
     params = tmp_path / "params.yaml"
     params.write_text(

@@ -124,6 +124,7 @@ def _well_formed(figure: Figure) -> None:
     json.dumps(figure.to_json(), default=str)
 
 
+@pytest.mark.slow  # runs the prepare benchmark in child processes
 def test_prepare_benchmark_records(prepared: list[Figure], work: Path) -> None:
     from benchmarks.memory import shard_dir
     from danq.data.shards import read_manifest
@@ -138,6 +139,7 @@ def test_prepare_benchmark_records(prepared: list[Figure], work: Path) -> None:
     assert prepared[0].reference.median * 2**20 == 200 * SEQ_LEN * 4
 
 
+@pytest.mark.slow  # trains a model
 def test_training_and_pipeline_records(prepared: list[Figure], work: Path) -> None:
     from benchmarks.memory import shard_dir
     from benchmarks.pipeline import pipeline_throughput
@@ -157,6 +159,7 @@ def test_training_and_pipeline_records(prepared: list[Figure], work: Path) -> No
         _well_formed(figure)
 
 
+@pytest.mark.slow  # trains models (in child processes for memory)
 def test_training_memory_records(prepared: list[Figure], work: Path) -> None:
     from benchmarks.memory import training_memory_benchmark
 
@@ -175,6 +178,7 @@ def test_evaluation_records_and_agreement_with_sklearn() -> None:
     assert len(figure.reference.values) == 2
 
 
+@pytest.mark.slow  # runs the benchmark suite end to end
 def test_runner_writes_markdown_and_json(tmp_path: Path) -> None:
     from benchmarks.__main__ import main
 
