@@ -1,4 +1,5 @@
-"""Per-target AUROC and AUPR of a DeepSEA-sized test set: danq.metrics vs a scikit-learn loop.
+"""Per-target AUROC and AUPR of a DeepSEA-sized test set: danq.evaluation.metrics against a
+scikit-learn loop.
 
 The scikit-learn loop runs on a subset of the targets and is extrapolated linearly (every
 target costs the same: one sort of the same number of rows); the subset's values are

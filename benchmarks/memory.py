@@ -19,7 +19,8 @@ from pathlib import Path
 
 from benchmarks.data import write_random_split
 from benchmarks.records import Figure, Summary
-from danq.data.shards import MANIFEST, read_manifest
+from danq.artifacts import SHARD_MANIFEST_FILE
+from danq.data.shards import read_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 MB = 2**20
@@ -82,7 +83,9 @@ def prepare(work: Path, n: int) -> ChildRun:
 def ensure_shards(work: Path, n: int, seq_len: int, n_targets: int) -> str:
     """Prepared train shards of n samples, reused when they exist."""
     train = shard_dir(work, n) / "train"
-    if not ((train / MANIFEST).exists() and read_manifest(str(train)).n_source_samples == n):
+    if not (
+        (train / SHARD_MANIFEST_FILE).exists() and read_manifest(str(train)).n_source_samples == n
+    ):
         ensure_source(work, n, seq_len, n_targets)
         prepare(work, n)
     return str(train)

@@ -1,5 +1,6 @@
 """A short training run in its own process, for the peak-RSS measurement: `danq train`'s
-input pipeline (danq.train.training_batches, shuffle buffer included) feeding the model."""
+input pipeline (danq.training.batches.training_batches, shuffle buffer included) feeding the
+model."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from danq.config import DropoutConfig, ModelConfig, TrainConfig
 from danq.data.shards import read_manifest
 from danq.model.dropout import dropout_policy
 from danq.model.network import build_danq, compile_danq
-from danq.training.loop import configure_devices, training_batches
+from danq.training.batches import training_batches
+from danq.training.settings import configure_devices
 
 
 def main() -> None:

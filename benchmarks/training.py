@@ -22,7 +22,8 @@ from danq.data.dataset import make_dataset
 from danq.data.shards import read_manifest
 from danq.model.dropout import dropout_policy
 from danq.model.network import build_danq, compile_danq
-from danq.training.loop import configure_devices, training_batches
+from danq.training.batches import training_batches
+from danq.training.settings import configure_devices
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class Approach(Protocol):
 class OurPipeline:
     """`danq train`'s path: training_batches over shards (shuffled) into compile_danq's model."""
 
-    name, label = "ours", "DanQ via our tf.data pipeline (danq.training.loop.training_batches)"
+    name, label = "ours", "DanQ via our tf.data pipeline (danq.training.batches.training_batches)"
 
     def __init__(self, shard_dir: str, settings: TrainingSettings, n_targets: int, seq_len: int):
         configure_devices()  # mixed precision on GPU, as `danq train` does

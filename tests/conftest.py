@@ -1,9 +1,18 @@
-"""Shared fixtures: a tiny synthetic DeepSEA-format data set and its shards."""
+"""Shared fixtures: a tiny synthetic DeepSEA-format data set and its shards, and real servers
+on 127.0.0.1 (an `mlflow server`, gcp-storage-emulator) for tests that need them."""
 
 from __future__ import annotations
 
+import http.server
 import os
+import signal
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -13,28 +22,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_SYNTH = dict(n_train=120, n_valid=40, n_test=40, seq_len=200, chunk_size=50)
-
-
-MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def mlflow_uris_reset_per_module():
-    """MLflow keeps its tracking and registry URIs in globals and in the environment, and the
-    CLI sets them (set_registry_uri(None) even leaves MLFLOW_REGISTRY_URI behind): a test
-    module must not send the next one to its store, or to a server it has stopped."""
-    saved = {name: os.environ.get(name) for name in MLFLOW_URI_VARIABLES}
-    yield
-    if "mlflow" in sys.modules:
-        import mlflow
-
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+SERVER_START_TIMEOUT_S = 90
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +44,156 @@ def tiny_shards(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
         str(tiny_data), str(out), PrepareConfig(shard_size=70, chunk_size=33), progress=False
     )
     return out
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (a refused address, or a server's)."""
+    return unused_port()
+
+
+@contextmanager
+def running_mlflow_server(
+    root: Path,
+    while_starting: Callable[[], object] | None = None,
+    artifacts: str | None = None,
+    extra_args: Sequence[str] = (),
+) -> Iterator[str]:
+    """Start `mlflow server` storing under root; yield its http:// URI; stop it on exit.
+
+    Artifacts go through the server (--artifacts-destination: `artifacts`, default
+    root/artifacts; a gs:// URI works against the emulator), as they do for a remote server,
+    so clients need nothing but the URI. `extra_args` are further `mlflow server` options.
+    The server takes 10-30 s to start (imports, SQLite migrations): `while_starting` runs
+    meanwhile, e.g. to import TensorFlow.
+    """
+    port = unused_port()
+    exe = Path(sys.executable).with_name("mlflow")
+    log = open(root / "server.log", "wb")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            artifacts or str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            *extra_args,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        # No background job runner (GenAI scorers): one process less competing for the CPU.
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        start_new_session=True,  # its own process group: the CLI starts uvicorn as a child
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        if while_starting is not None:
+            while_starting()
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = (root / "server.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"mlflow server did not start:\n{tail}")
+            time.sleep(0.3)
+        yield uri
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server() -> Callable[..., AbstractContextManager[str]]:
+    """running_mlflow_server, for tests that start their own server (see its docstring)."""
+    return running_mlflow_server
+
+
+@contextmanager
+def running_gcs_emulator(bucket: str) -> Iterator[str]:
+    """gcp-storage-emulator as a separate process (as a remote GCS is to every client,
+    subprocesses included); STORAGE_EMULATOR_HOST points at it; the bucket exists."""
+    port = unused_port()
+    exe = Path(sys.executable).with_name("gcp-storage-emulator")
+    proc = subprocess.Popen(
+        [str(exe), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    host = f"http://127.0.0.1:{port}"
+    previous = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = host
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("gcp-storage-emulator did not start") from None
+                time.sleep(0.2)
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage as gcs
+
+        gcs.Client(project="danq-test", credentials=AnonymousCredentials()).create_bucket(bucket)
+        import fsspec
+
+        fsspec.filesystem("gs").invalidate_cache()
+        yield host
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if previous is None:
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = previous
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Callable[[str], AbstractContextManager[str]]:
+    """running_gcs_emulator, for tests whose subprocesses also reach the bucket."""
+    return running_gcs_emulator
+
+
+@pytest.fixture(scope="module")
+def gcs_bucket() -> Iterator[str]:
+    """gs://danq-test on an in-process gcp-storage-emulator; gs:// paths resolve to it."""
+    import gcsfs
+    from gcp_storage_emulator.server import create_server
+
+    port = unused_port()
+    with pytest.MonkeyPatch.context() as patch:
+        # The emulator prints a traceback whenever the client drops a connection early.
+        patch.setattr(http.server.HTTPServer, "handle_error", lambda *args: None)
+        server = create_server("127.0.0.1", port, in_memory=True, default_bucket="danq-test")
+        server.start()
+        patch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+        gcsfs.GCSFileSystem.clear_instance_cache()  # a cached client would target another server
+        try:
+            yield "gs://danq-test"
+        finally:
+            gcsfs.GCSFileSystem.clear_instance_cache()
+            server.stop()

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from danq import tracking
-from danq.config import MODEL_PRESETS, ConfigError, load_params
+from danq.config import MODEL_PRESETS, load_params
+from danq.errors import ConfigError
 
-from .conftest import REPO
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_repository_params_parse_with_the_small_preset() -> None:

@@ -11,7 +11,6 @@ import mlflow
 import pytest
 
 from danq import tracking
-from danq.config import MlflowConfig
 
 MD5 = "4e676c692044d19d8c81cf82225b8fea.dir"
 
@@ -106,13 +105,11 @@ def test_a_run_reopened_by_id_continues_with_its_params_and_metrics(tmp_path):
 def test_using_restores_the_uris_and_environment_it_found(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    mlflow.set_tracking_uri(None)
-    mlflow.set_registry_uri(None)
-    before = mlflow.get_tracking_uri()
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     uri = f"sqlite:///{tmp_path}/scoped.db"
     with tracking.using(uri):
         assert mlflow.get_tracking_uri() == uri
         assert mlflow.get_registry_uri() == uri
-    assert mlflow.get_tracking_uri() == before
+    assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == before
     assert "MLFLOW_TRACKING_URI" not in os.environ
     assert "MLFLOW_REGISTRY_URI" not in os.environ

@@ -34,12 +34,22 @@ CURVES_FILE = "curves.json"
 # --- other stage outputs ---------------------------------------------------------------------
 VALIDATION_REPORT_FILE = "report.json"
 DATA_DOCS_DIR = "data_docs"
+DATA_DOCS_INDEX_FILE = "index.html"  # Great Expectations' entry page of the data docs
 SHARD_MANIFEST_FILE = "manifest.json"
 DATA_METADATA_FILE = "metadata.json"
 BLESSING_FILE = "blessing.json"
 COMPARISON_JSON_FILE = "comparison.json"
 COMPARISON_MD_FILE = "comparison.md"
 COMPARISON_HTML_FILE = "comparison.html"
+
+# --- a study's report folder (build/study) and run folders (build/study-runs/...) -------------
+STUDY_FILE = "study.json"
+STUDY_RECORD_FILE = "record.json"
+STUDY_RUNS_JSON_FILE = "runs.json"
+STUDY_RUNS_CSV_FILE = "runs.csv"
+STUDY_ANALYSIS_FILE = "analysis.json"
+STUDY_REPORT_MD_FILE = "report.md"
+STUDY_REPORT_HTML_FILE = "report.html"
 
 # --- MLflow tag keys -------------------------------------------------------------------------
 TAG_VARIANT = "danq.variant"
@@ -52,6 +62,8 @@ TAG_DECISION = "danq.decision"
 TAG_REASON = "danq.reason"
 TAG_DELTA_VS_CHAMPION = "danq.delta_vs_champion"
 TAG_REGISTERED_VERSION = "danq.registered_version"
+TAG_PREDICTIONS_MD5 = "danq.predictions_md5"
+TAG_METRIC_PREFIX = "metric."  # + auroc / aupr: a model version's test metrics
 TAG_STUDY_ID = "danq.study.id"
 TAG_STUDY_ROLE = "danq.study.role"
 TAG_STUDY_ARM = "danq.study.arm"
@@ -64,12 +76,18 @@ TAG_GIT_DIRTY = "git.dirty"
 TAG_VERSIONS_PREFIX = "versions."
 
 
+def temporary_name(path: Path) -> Path:
+    """A hidden name beside path that keeps its ending: Keras and numpy choose the format from
+    it (.keras, .weights.h5, .npz)."""
+    return path.with_name(f".tmp-{os.getpid()}-{path.name}")
+
+
 def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], object]) -> None:
     """Call write(tmp) on a temporary name in the same folder, flush it to disk, then rename it
     into place. The folder is created when missing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_name(path)
     try:
         write(tmp)
         with open(tmp, "rb+") as fh:
@@ -96,7 +114,7 @@ def atomic_text(path: str | os.PathLike[str]) -> Iterator[IO[str]]:
     """A text file streamed under a temporary name and renamed into place on success only."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_name(path)
     try:
         with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
             yield fh

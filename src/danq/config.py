@@ -7,6 +7,7 @@ start with the key's dotted name, before any data is touched.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +33,9 @@ VARIANT_LABELS: dict[Variant, str] = {
 }
 Split = Literal["train", "valid", "test"]
 SPLITS: tuple[Split, ...] = ("train", "valid", "test")
+# How `danq predict` cuts a FASTA record into model-length windows.
+WindowPolicy = Literal["center", "tile"]
+WINDOW_POLICIES: tuple[WindowPolicy, ...] = ("center", "tile")
 
 
 class _Strict(BaseModel):
@@ -230,6 +234,7 @@ class PromoteConfig(_Strict):
 
 
 StudyArm = Literal["baseline", "run", "epoch", "batch"]
+STUDY_ARMS: tuple[StudyArm, ...] = ("baseline", "run", "epoch", "batch")
 
 
 class RangeSweep(_Strict):
@@ -249,9 +254,7 @@ class StudyConfig(_Strict):
     """
 
     seeds: int = Field(5, ge=2, description="runs per arm (a rank test needs at least 2)")
-    arms: list[StudyArm] = Field(
-        default_factory=lambda: ["baseline", "run", "epoch", "batch"], min_length=2
-    )
+    arms: list[StudyArm] = Field(default_factory=lambda: list(STUDY_ARMS), min_length=2)
     batch_sizes: list[int] = Field(default_factory=lambda: [100, 250], min_length=1)
     ranges: list[RangeSweep] = Field(default_factory=list)
     range_redraw: Literal["run", "epoch", "batch"] = "epoch"
@@ -348,7 +351,9 @@ def parse_params(raw: dict[str, Any], source: str = DEFAULT_PARAMS) -> Params:
         raise ConfigError(_format_errors(source, err)) from None
 
 
-def load_params(path: str | os.PathLike[str] | None = None, overrides: list[str] = ()) -> Params:
+def load_params(
+    path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()
+) -> Params:
     """Read params.yaml (or defaults when it does not exist) and apply `key=value` overrides."""
     path = Path(path or DEFAULT_PARAMS)
     raw: dict[str, Any] = {}

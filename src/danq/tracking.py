@@ -63,8 +63,9 @@ def using(uri: str) -> Iterator[None]:
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(saved_tracking)
-        mlflow.set_registry_uri(saved_registry)
+        # None is what MLflow starts with: resolve from the environment, else its default.
+        mlflow.set_tracking_uri(saved_tracking)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(saved_registry)  # type: ignore[arg-type]
         for name, value in saved_env.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -12,31 +12,15 @@ handlers that need them, so `--help` is instant.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 
 from danq import __version__
+from danq.cli.quiet import quiet_libraries
 from danq.config import Params, load_params
 from danq.errors import ConfigError, DanqError
 
 Handler = Callable[[argparse.Namespace, Params], int]
-
-# TensorFlow's C++ logging (oneDNN notices, cuInit, NodeDef warnings) is read from the
-# environment when TensorFlow loads: it must be set before the first import.
-_QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR"}
-
-
-def quiet_libraries() -> None:
-    """Silence TensorFlow, absl and Keras chatter; the commands print what matters."""
-    for name, value in _QUIET_ENVIRONMENT.items():
-        os.environ.setdefault(name, value)
-    import logging
-    import warnings
-
-    for name in ("tensorflow", "absl", "h5py", "keras"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module=r"(keras|tensorflow|absl)(\.|$)")
 
 
 def build_parser() -> argparse.ArgumentParser:
