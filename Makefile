@@ -5,13 +5,19 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Under 2 minutes: configuration, tracking, package rules, I/O, data, evaluation, the pure
+# promotion decision, study planning and reporting, the CLI and the DVC checks that need no run.
+QUICK_TESTS := tests/test_config.py tests/test_tracking.py tests/test_package_rules.py \
+	tests/io tests/data tests/evaluation tests/promotion/test_decide.py tests/study/test_plan.py \
+	tests/study/test_report.py tests/cli tests/e2e
 
-.PHONY: run test test-quick lint bench clean help
+.PHONY: run test test-quick test-fast lint bench clean help
 
 help:
 	@echo "make run    - synthesize data, then dvc repro (validate, prepare, train, evaluate, promote)"
 	@echo "make test   - the test suite"
-	@echo "make test-quick - the tests not marked slow (no model training, no pipeline run)"
+	@echo "make test-quick - unit tiers, under 2 minutes (QUICK_TESTS)"
+	@echo "make test-fast  - every test not marked slow (no pipeline or multi-epoch training run)"
 	@echo "make lint   - ruff, and mypy over src/"
 	@echo "make bench  - benchmark suite -> benchmarks/results.md, .json (BENCH_ARGS for flags)"
 
@@ -28,6 +34,9 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 test-quick: $(STAMP)
+	$(BIN)/pytest -m "not slow" $(QUICK_TESTS)
+
+test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"
 
 bench: $(STAMP)

@@ -372,36 +372,32 @@ class SplitWriter:
         else:
             self._open_mat5()
 
+    def _uint8_dataset(self, key: str, shape: tuple[int, ...], chunks: tuple[int, ...]) -> Any:
+        """A gzip-compressed uint8 array that MATLAB reads as uint8 (MATLAB_class)."""
+        dataset = self._h5.create_dataset(
+            key,
+            shape=shape,
+            dtype="u1",
+            chunks=chunks,
+            compression="gzip",
+            compression_opts=1,
+            track_times=False,
+        )
+        dataset.attrs["MATLAB_class"] = np.bytes_("uint8")
+        return dataset
+
     def _open_hdf5(self) -> None:
         self._h5 = h5py.File(self.tmp, "w", userblock_size=MAT73_USERBLOCK, libver="earliest")
         L, n, T = self.seq_len, self.n, self.n_targets
         chunk = max(1, min(n, 1024))
         x_shape = (L, 4, n) if self.sample_last else (n, 4, L)
         x_chunks = (L, 4, chunk) if self.sample_last else (chunk, 4, L)
-        self._x = self._h5.create_dataset(
-            x_key(self.split),
-            shape=x_shape,
-            dtype="u1",
-            chunks=x_chunks,
-            compression="gzip",
-            compression_opts=1,
-            track_times=False,
-        )
-        self._x.attrs["MATLAB_class"] = np.bytes_("uint8")
+        self._x = self._uint8_dataset(x_key(self.split), x_shape, x_chunks)
         self._y = None
         if T is not None:
             y_shape = (T, n) if self.sample_last else (n, T)
             y_chunks = (T, chunk) if self.sample_last else (chunk, T)
-            self._y = self._h5.create_dataset(
-                y_key(self.split),
-                shape=y_shape,
-                dtype="u1",
-                chunks=y_chunks,
-                compression="gzip",
-                compression_opts=1,
-                track_times=False,
-            )
-            self._y.attrs["MATLAB_class"] = np.bytes_("uint8")
+            self._y = self._uint8_dataset(y_key(self.split), y_shape, y_chunks)
 
     def _open_mat5(self) -> None:
         self._fh = open(self.tmp, "wb")  # noqa: SIM115 - closed in close()
