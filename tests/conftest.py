@@ -3,6 +3,7 @@ on 127.0.0.1 (an `mlflow server`, gcp-storage-emulator) for tests that need them
 
 from __future__ import annotations
 
+import gzip
 import http.server
 import os
 import signal
@@ -197,3 +198,23 @@ def gcs_bucket() -> Iterator[str]:
         finally:
             gcsfs.GCSFileSystem.clear_instance_cache()
             server.stop()
+
+
+def write_fasta_file(path: Path, records: dict[str, str], width: int = 25) -> Path:
+    """records as FASTA, `width` bases per line, gzip-compressed when path ends in .gz."""
+    text = "".join(
+        f">{rid} some description\n"
+        + "".join(seq[i : i + width] + "\n" for i in range(0, len(seq), width))
+        for rid, seq in records.items()
+    )
+    if path.suffix == ".gz":
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="session")
+def write_fasta() -> Callable[..., Path]:
+    """write_fasta_file: a FASTA file of the given records."""
+    return write_fasta_file

@@ -11,21 +11,10 @@ from danq.errors import PredictError
 from danq.io.fasta import is_text, read_fasta
 
 
-def write_fasta(path: Path, records: dict[str, str], width: int) -> Path:
-    text = "".join(
-        f">{rid} some description\n"
-        + "".join(seq[i : i + width] + "\n" for i in range(0, len(seq), width))
-        for rid, seq in records.items()
-    )
-    if path.suffix == ".gz":
-        path.write_bytes(gzip.compress(text.encode()))
-    else:
-        path.write_text(text)
-    return path
-
-
 @pytest.mark.parametrize("name", ["in.fa", "in.fa.gz"])
-def test_read_fasta_streams_multiline_lowercase_records(tmp_path: Path, name: str) -> None:
+def test_read_fasta_streams_multiline_lowercase_records(
+    tmp_path: Path, name: str, write_fasta
+) -> None:
     records = {"chr1:100-200": "ACGTNacgtnRYKM" * 5, "second": "GATTACA"}
     path = write_fasta(tmp_path / name, records, width=9)
     assert list(read_fasta(path)) == list(records.items())

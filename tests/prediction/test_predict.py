@@ -45,19 +45,6 @@ def read_tsv(path: Path) -> tuple[list[str], list[tuple[str, int, int]], np.ndar
     return header, labels, np.array([[float(v) for v in f[3:]] for f in lines])
 
 
-def write_fasta(path: Path, records: dict[str, str], width: int = 25) -> Path:
-    text = "".join(
-        f">{rid} some description\n"
-        + "".join(seq[i : i + width] + "\n" for i in range(0, len(seq), width))
-        for rid, seq in records.items()
-    )
-    if path.suffix == ".gz":
-        path.write_bytes(gzip.compress(text.encode()))
-    else:
-        path.write_text(text)
-    return path
-
-
 def danq_predict(tmp_path: Path, *argv: str, **mlflow_settings: str) -> int:
     """`danq predict` with defaults for everything but data_dir and the given mlflow settings."""
     overrides = [f"paths.data_dir={tmp_path / 'data'}"]
@@ -82,7 +69,7 @@ def test_window_starts(length: int, windows: str, stride: int | None, starts: li
     assert window_starts(length, L, windows, stride or L) == starts
 
 
-def test_center_windows_pad_short_and_crop_long_records(model, tmp_path: Path) -> None:
+def test_center_windows_pad_short_and_crop_long_records(model, tmp_path: Path, write_fasta) -> None:
     short = "ACGTNNNNACGTAAGGCCTTN"  # 21 bp
     exact = random_dna(L, 1).lower()
     long = random_dna(101, 2)
@@ -101,7 +88,7 @@ def test_center_windows_pad_short_and_crop_long_records(model, tmp_path: Path) -
     assert sorted(p.name for p in out.parent.iterdir()) == ["pred.tsv"]
 
 
-def test_strand_averaging_scores_both_strands_alike(model, tmp_path: Path) -> None:
+def test_strand_averaging_scores_both_strands_alike(model, tmp_path: Path, write_fasta) -> None:
     forward = random_dna(L, 3)
     reverse = forward[::-1].translate(str.maketrans("ACGT", "TGCA"))
     fasta = write_fasta(tmp_path / "pair.fa", {"fwd": forward, "rev": reverse})
@@ -112,7 +99,7 @@ def test_strand_averaging_scores_both_strands_alike(model, tmp_path: Path) -> No
     assert not np.allclose(scores[0], single_strand, rtol=1e-5, atol=1e-6)
 
 
-def test_tile_windows_cover_long_records(model, tmp_path: Path) -> None:
+def test_tile_windows_cover_long_records(model, tmp_path: Path, write_fasta) -> None:
     long = random_dna(130, 4)
     short = "ACGTACGTACGTACGTACGTA"
     fasta = write_fasta(tmp_path / "tile.fa.gz", {"long": long, "short": short})
@@ -210,7 +197,10 @@ def test_cli_reports_bad_fasta_on_stderr(
 
 
 def test_cli_option_errors(
-    model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    model_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    write_fasta,
 ) -> None:
     fasta = write_fasta(tmp_path / "in.fa", {"a": "ACGT"})
     h5 = write_split(tmp_path / "in.h5", "test", np.zeros((1, L, 4), np.uint8), None, "hdf5")
@@ -237,7 +227,7 @@ def test_cli_option_errors(
     assert not (tmp_path / "o.tsv").exists()
 
 
-def test_library_checks_name_arguments_not_options(model, tmp_path: Path) -> None:
+def test_library_checks_name_arguments_not_options(model, tmp_path: Path, write_fasta) -> None:
     fasta = write_fasta(tmp_path / "in.fa", {"a": "ACGT"})
     out = tmp_path / "o.tsv"
     with pytest.raises(PredictError, match="^a stride applies to tile windows only$"):
@@ -254,7 +244,11 @@ def test_library_checks_name_arguments_not_options(model, tmp_path: Path) -> Non
 
 
 def test_predict_with_registered_champion(
-    model, mlflow_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    model,
+    mlflow_store: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    write_fasta,
 ) -> None:
     import mlflow.keras
 
