@@ -36,6 +36,7 @@ VALIDATION_REPORT_FILE = "report.json"
 DATA_DOCS_DIR = "data_docs"
 DATA_DOCS_INDEX_FILE = "index.html"  # Great Expectations' entry page of the data docs
 SHARD_MANIFEST_FILE = "manifest.json"
+SHARD_TARGETS_FILE = "targets.json"  # in each split folder: target names and categories
 DATA_METADATA_FILE = "metadata.json"
 BLESSING_FILE = "blessing.json"
 COMPARISON_JSON_FILE = "comparison.json"
@@ -74,6 +75,13 @@ TAG_DATA_REMOTE = "data.dvc_remote"
 TAG_GIT_COMMIT = "git.commit"
 TAG_GIT_DIRTY = "git.dirty"
 TAG_VERSIONS_PREFIX = "versions."
+# A pipeline run's lineage (danq.kfp.lineage): which KFP run, code and data made a run or version.
+TAG_KFP_RUN_ID = "kfp.run_id"
+TAG_KFP_PIPELINE = "kfp.pipeline"
+TAG_KFP_PIPELINE_VERSION = "kfp.pipeline_version"
+TAG_KFP_IMAGE = "kfp.image"
+TAG_DATA_URI = "data.uri"
+TAG_DATA_FINGERPRINT = "data.fingerprint"
 
 
 def temporary_name(path: Path) -> Path:

@@ -10,6 +10,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from danq.data.targets import deepsea_categories
 from danq.evaluation.metrics import (
+    bootstrap_rows,
     paired_bootstrap_delta,
     per_target_auroc_aupr,
     per_target_regressions,
@@ -235,6 +236,24 @@ def test_bootstrap_max_rows(bootstrap_models: dict[str, np.ndarray]) -> None:
     result = paired_bootstrap_delta(y_true, noise, good, "auroc", 50, 0.95, 3, max_rows=150)
     assert result["n_rows"] == 150
     assert result == paired_bootstrap_delta(y_true, noise, good, "auroc", 50, 0.95, 3, max_rows=150)
+
+
+def test_bootstrap_on_its_own_rows_only_is_the_bootstrap_on_all_rows(
+    bootstrap_models: dict[str, np.ndarray],
+) -> None:
+    """The pipeline's evaluate keeps only bootstrap_rows' rows of its predictions: the
+    bootstrap on those rows gives what it gives on all of them with max_rows."""
+    y_true, noise, good = (bootstrap_models[key] for key in ("y_true", "noise", "good"))
+    rows = bootstrap_rows(len(y_true), 150, seed=3)
+    assert len(rows) == len(np.unique(rows)) == 150 and np.all(np.diff(rows) > 0)
+    assert np.array_equal(rows, bootstrap_rows(len(y_true), 150, seed=3))
+    assert not np.array_equal(rows, bootstrap_rows(len(y_true), 150, seed=4))
+    assert np.array_equal(bootstrap_rows(100, 150), np.arange(100))
+    on_all = paired_bootstrap_delta(y_true, noise, good, "auroc", 50, 0.95, 3, max_rows=150)
+    kept = paired_bootstrap_delta(
+        y_true[rows], noise[rows], good[rows], "auroc", 50, 0.95, 3, max_rows=150
+    )
+    assert kept == on_all
 
 
 def test_bootstrap_rejects_bad_arguments(bootstrap_models: dict[str, np.ndarray]) -> None:

@@ -31,8 +31,15 @@ def cmd_prepare(args: argparse.Namespace, params: Params) -> int:
 
     data = args.data or params.data_dir
     out = args.out or storage.join(params.work_dir, "shards")
+    expected = None
+    if args.validation:
+        from danq.validation.report import read_report_fingerprint
+
+        expected = read_report_fingerprint(args.validation)
     started = time.monotonic()
-    manifests = prepare_dataset(data, out, params.prepare, tuple(args.splits), not args.quiet)
+    manifests = prepare_dataset(
+        data, out, params.prepare, tuple(args.splits), not args.quiet, expected_fingerprint=expected
+    )
     elapsed = time.monotonic() - started
     total = sum(m.n_samples for m in manifests.values())
     for split, m in manifests.items():
@@ -145,6 +152,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     prepare.add_argument("--out", help="shard folder (default: <paths.work_dir>/shards)")
     prepare.add_argument(
         "--splits", nargs="+", choices=SPLITS, default=list(SPLITS), help="splits to convert"
+    )
+    prepare.add_argument(
+        "--validation",
+        metavar="DIR",
+        help="the data gate's output folder: convert only the exact files that passed it "
+        "(its report.json fingerprint); refuse data changed since",
     )
     prepare.add_argument("--quiet", action="store_true", help="no progress lines")
     prepare.set_defaults(handler=cmd_prepare)

@@ -23,7 +23,7 @@ def cmd_evaluate(args: argparse.Namespace, params: Params) -> int:
                 model_dir=storage.join(args.models or storage.join(work, "models"), variant),
                 shard_dir=args.shards or storage.join(work, "shards", "test"),
                 out_dir=storage.join(args.out or storage.join(work, "eval"), variant),
-                data_dir=args.data or params.data_dir,
+                data_dir=args.data,
             )
         except EvaluationError as err:
             raise EvaluationError(f"{variant}: {err}") from None
@@ -69,7 +69,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     evaluate.add_argument("--models", help="trained models folder (default: <work_dir>/models)")
     evaluate.add_argument("--shards", help="test shard folder (default: <work_dir>/shards/test)")
-    evaluate.add_argument("--data", help="data folder for target names (default: paths.data_dir)")
+    evaluate.add_argument(
+        "--data",
+        help="data folder whose target names must match the shards' (default: not checked)",
+    )
     evaluate.add_argument("--out", help="output folder (default: <work_dir>/eval)")
     evaluate.add_argument(
         "--metrics-dir",

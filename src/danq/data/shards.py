@@ -6,9 +6,13 @@ Fixed-length records decode in a single vectorised `tf.io.decode_raw` per batch,
 lets the input pipeline outrun the model by a wide margin. The source is read in bounded
 chunks, so peak memory does not depend on the number of samples.
 
-A split's folder holds its shards and a manifest.json written last: readers trust only
-folders with a manifest, and the folder is assembled under a temporary name and renamed into
-place (uploaded, then the manifest, for gs://), so a failure never leaves partial shards.
+A split's folder holds its shards, targets.json (the data set's target names, so steps given
+only shards can name targets) and a manifest.json written last: readers trust only folders
+with a manifest, and the folder is assembled under a temporary name and renamed into place
+(uploaded, then the manifest, for gs://), so a failure never leaves partial shards.
+
+Given the data gate's fingerprint, prepare refuses a folder whose content differs from what
+the gate validated, before reading it and again before publishing the shards.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from danq import __version__, artifacts
 from danq.artifacts import SHARD_MANIFEST_FILE
 from danq.config import SPLITS, PrepareConfig
 from danq.data.encoding import onehot_to_codes
+from danq.data.fingerprint import DataFingerprint, verify
+from danq.data.targets import target_table, write_shard_targets
 from danq.errors import DataError
 from danq.io import storage
 from danq.io.deepsea import SplitReader
@@ -105,10 +111,15 @@ def _write_shards(
     return shards
 
 
+def _folder_of(path: str) -> str:
+    return path.rsplit("/", 1)[0] if storage.is_remote(path) else str(Path(path).parent)
+
+
 def prepare_split(
     source: str, out_dir: str, cfg: PrepareConfig, split: str | None = None, progress: bool = True
 ) -> Manifest:
-    """Convert one .mat split into shards under out_dir (local path or gs:// URI)."""
+    """Convert one .mat split into shards under out_dir (local path or gs:// URI), with the
+    target table of source's folder (see danq.data.targets) in targets.json."""
     with SplitReader(source, split) as reader:
         if cfg.halves == "forward":
             if reader.n % 2:
@@ -134,6 +145,7 @@ def prepare_split(
         work = Path(tempfile.mkdtemp(prefix=".prepare-", dir=artifacts.staging_parent(out_dir)))
         try:
             manifest.shards = _write_shards(reader, cfg, work, n_samples, progress)
+            write_shard_targets(work, target_table(n_targets, _folder_of(str(source))))
             artifacts.write_json(work / SHARD_MANIFEST_FILE, asdict(manifest))
             artifacts.publish_dir(work, out_dir, SHARD_MANIFEST_FILE)
         finally:
@@ -147,13 +159,21 @@ def prepare_dataset(
     cfg: PrepareConfig,
     splits: Sequence[str] = SPLITS,
     progress: bool = True,
+    expected_fingerprint: DataFingerprint | None = None,
 ) -> dict[str, Manifest]:
     """Prepare every split of a DeepSEA-format folder into out_dir/<split>/.
 
     Locally all requested splits are converted in one temporary folder before any of them
     replaces its older version, so a bad split leaves no shards behind; splits not
     requested are left as they are.
+
+    expected_fingerprint (the data gate's): data_dir must hold exactly that content, checked
+    before anything is read or written and again once the shards are built (a file replaced
+    meanwhile); DataError otherwise. Locally nothing is published then; on gs:// the splits
+    written are removed again.
     """
+    if expected_fingerprint is not None:
+        verify(data_dir, expected_fingerprint)
 
     def convert(root: str) -> dict[str, Manifest]:
         return {
@@ -168,11 +188,21 @@ def prepare_dataset(
         }
 
     if storage.is_remote(out_dir):
-        return convert(out_dir)
+        manifests = convert(out_dir)
+        if expected_fingerprint is not None:
+            try:
+                verify(data_dir, expected_fingerprint)
+            except DataError:
+                for split in splits:
+                    storage.remove_tree(storage.join(out_dir, split))
+                raise
+        return manifests
     target = Path(out_dir).resolve()
     work = Path(tempfile.mkdtemp(prefix=".prepare-", dir=artifacts.staging_parent(target)))
     try:
         manifests = convert(str(work))
+        if expected_fingerprint is not None:
+            verify(data_dir, expected_fingerprint)
         target.mkdir(exist_ok=True)
         for split in splits:  # every split converted before any is replaced
             artifacts.publish_dir(work / split, target / split, SHARD_MANIFEST_FILE)

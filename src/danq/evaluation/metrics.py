@@ -252,6 +252,16 @@ def per_target_regressions(
     return np.flatnonzero(metric_b < metric_a - tolerance)
 
 
+def bootstrap_rows(n_rows: int, max_rows: int | None, seed: int = 0) -> np.ndarray:
+    """The sorted rows paired_bootstrap_delta keeps of n_rows with this seed: all of them, or a
+    seeded sample of max_rows. A step that keeps only these rows of its predictions hands the
+    bootstrap exactly what it would have used of all of them."""
+    if max_rows is None or n_rows <= max_rows:
+        return np.arange(n_rows)
+    subsample_seed, _ = np.random.SeedSequence(seed).spawn(2)
+    return np.sort(np.random.default_rng(subsample_seed).choice(n_rows, max_rows, replace=False))
+
+
 def paired_bootstrap_delta(
     y_true: np.ndarray,
     score_a: np.ndarray,
@@ -285,10 +295,9 @@ def paired_bootstrap_delta(
     score_a = np.asarray(score_a)
     score_b = np.asarray(score_b)
     _check_inputs(y_true, score_a, score_b)
-    subsample_seed, resample_seed = np.random.SeedSequence(seed).spawn(2)
+    _, resample_seed = np.random.SeedSequence(seed).spawn(2)
     if max_rows is not None and y_true.shape[0] > max_rows:
-        subsample_rng = np.random.default_rng(subsample_seed)
-        rows = np.sort(subsample_rng.choice(y_true.shape[0], max_rows, replace=False))
+        rows = bootstrap_rows(y_true.shape[0], max_rows, seed)
         y_true, score_a, score_b = y_true[rows], score_a[rows], score_b[rows]
     n_rows, n_targets = y_true.shape
     pick = 0 if metric == "auroc" else 1

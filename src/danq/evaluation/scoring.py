@@ -20,8 +20,8 @@ import numpy as np
 
 from danq import artifacts, tracking
 from danq.config import Params
-from danq.data.shards import read_manifest
-from danq.data.targets import target_table
+from danq.data.shards import Manifest, read_manifest
+from danq.data.targets import shard_target_table
 from danq.errors import DataError, EvaluationError
 from danq.evaluation.metrics import json_safe, per_target_auroc_aupr, summarise
 from danq.io import storage
@@ -33,13 +33,33 @@ if TYPE_CHECKING:
 RUN_ARTIFACT_PATH = "evaluation"  # where the evaluation files go among the run's artifacts
 
 
+def check_rows(rows: np.ndarray, n_forward: int, where: str) -> np.ndarray:
+    """rows as int64 if they are sorted, distinct indices into n_forward sequences."""
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
+        raise DataError(f"{where}: rows must be a 1-D array of integer indices")
+    rows = rows.astype(np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= n_forward):
+        bad = rows[(rows < 0) | (rows >= n_forward)][0]
+        raise DataError(f"{where}: row {bad} is out of range (the split has {n_forward} sequences)")
+    steps = np.diff(rows)
+    if (steps == 0).any():
+        raise DataError(f"{where}: row {rows[1:][steps == 0][0]} is given twice")
+    if (steps < 0).any():
+        at = int(np.flatnonzero(steps < 0)[0])
+        raise DataError(f"{where}: rows are not sorted ({rows[at]} before {rows[at + 1]})")
+    return rows
+
+
 def predict_split(
-    model: keras.Model, shard_dir: str, batch_size: int
+    model: keras.Model, shard_dir: str, batch_size: int, rows: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Labels (n, T) uint8 and RC-averaged scores (n, T) float32 for the n forward sequences.
 
     The shards stream the forward half first and the reverse-complement half second, in the
     same order (stored, or regenerated for "forward" shards), so sample i and i + n pair up.
+    rows (sorted, distinct indices of forward sequences): score only those and their reverse
+    complements, (len(rows), T) in that order.
     """
     from danq.data.dataset import make_dataset
 
@@ -47,6 +67,9 @@ def predict_split(
     total = manifest.n_source_samples
     if total % 2:
         raise DataError(f"{shard_dir}: {total} samples cannot pair forward with reverse halves")
+    if rows is not None:
+        rows = check_rows(rows, total // 2, shard_dir)
+        return _predict_rows(model, shard_dir, manifest, batch_size, rows)
     scores = np.empty((total, manifest.n_targets), dtype=np.float32)
     labels = np.empty((total, manifest.n_targets), dtype=np.uint8)
     at = 0
@@ -59,10 +82,58 @@ def predict_split(
     return labels[:half], (scores[:half] + scores[half:]) / 2
 
 
-def predict_uri(model_uri: str, shard_dir: str, batch_size: int) -> np.ndarray:
+def _predict_rows(
+    model: keras.Model, shard_dir: str, manifest: Manifest, batch_size: int, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """predict_split over the given forward rows: samples are dropped batch by batch, still
+    as base codes, so the model and the one-hot expansion see only the wanted ones."""
+    import tensorflow as tf
+
+    from danq.data.dataset import make_dataset, one_hot
+
+    total, k = manifest.n_source_samples, len(rows)
+    if k == 0:
+        empty = np.empty((0, manifest.n_targets))
+        return empty.astype(np.uint8), empty.astype(np.float32)
+    wanted = np.zeros(total, dtype=bool)
+    wanted[rows] = wanted[rows + total // 2] = True
+    mask = tf.constant(wanted)
+
+    def keep(step: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        codes, labels = batch
+        index = step * batch_size + tf.range(tf.shape(codes, out_type=tf.int64)[0])
+        chosen = tf.gather(mask, index)
+        return tf.boolean_mask(codes, chosen), tf.boolean_mask(labels, chosen)
+
+    # Every batch but the last is full (no shuffling), so step * batch_size is its first sample.
+    batches = (
+        make_dataset(shard_dir, batch_size, codes_only=True)
+        .enumerate()
+        .map(keep)
+        .unbatch()
+        .batch(batch_size)
+        .map(lambda codes, labels: (one_hot(codes), labels))
+    )
+    scores = np.empty((2 * k, manifest.n_targets), dtype=np.float32)
+    labels = np.empty((2 * k, manifest.n_targets), dtype=np.uint8)
+    at = 0
+    for x, y in batches:
+        n = len(y)
+        scores[at : at + n] = model.predict_on_batch(x)
+        labels[at : at + n] = y.numpy()
+        at += n
+    if at != 2 * k:
+        raise DataError(f"{shard_dir}: streamed {at} of the {2 * k} wanted samples")
+    return labels[:k], (scores[:k] + scores[k:]) / 2
+
+
+def predict_uri(
+    model_uri: str, shard_dir: str, batch_size: int, rows: np.ndarray | None = None
+) -> np.ndarray:
     """RC-averaged test scores of the model at model_uri (e.g. the current champion); an
-    MLflow URI resolves against the fluent API's tracking server (see tracking.using)."""
-    return predict_split(load_model(model_uri), shard_dir, batch_size)[1]
+    MLflow URI resolves against the fluent API's tracking server (see tracking.using).
+    rows: only those forward sequences (see predict_split)."""
+    return predict_split(load_model(model_uri), shard_dir, batch_size, rows)[1]
 
 
 def curve_points(y_true: np.ndarray, y_score: np.ndarray) -> dict[str, np.ndarray]:
@@ -110,12 +181,16 @@ def evaluate_variant(
     out_dir: str,
     data_dir: str | None,
 ) -> dict[str, Any]:
-    """Score one trained variant on the test shards and write its evaluation outputs."""
+    """Score one trained variant on the test shards and write its evaluation outputs.
+
+    Target names come from the shards (targets.json); data_dir, when given, must agree.
+    """
     run_info = artifacts.read_json(Path(model_dir, artifacts.RUN_FILE))
+    # Names first: disagreeing data is refused before hours of scoring, not after.
+    names, categories = shard_target_table(read_manifest(shard_dir).n_targets, shard_dir, data_dir)
     model = load_model(storage.join(model_dir, artifacts.MODEL_FILE))
     y_true, y_score = predict_split(model, shard_dir, params.evaluate.batch_size)
     auroc, aupr = per_target_auroc_aupr(y_true, y_score)
-    names, categories = target_table(y_true.shape[1], data_dir)
     summary = summarise(auroc, aupr, categories)
     run_id = run_info.get("run_id")
     tracking_uri = tracking.resolve_uri(params.mlflow)

@@ -15,7 +15,7 @@ from danq import artifacts, tracking
 from danq.artifacts import HISTORY_FILE, MODEL_FILE, TRAINING_CURVE_FILE
 from danq.config import Params, TrainConfig
 from danq.data.dataset import make_dataset
-from danq.data.targets import target_table
+from danq.data.targets import shard_target_table
 from danq.training.checkpoint import TrainingCheckpoint
 
 SIGNATURE_SAMPLES = 5
@@ -119,7 +119,10 @@ def finish(
     data_dir: str | None = None,
 ) -> dict[str, Any]:
     """Best weights to model.keras; history, curve and model to out_dir and to the MLflow run,
-    the active one. Returns the run summary that run.json will hold."""
+    the active one. Returns the run summary that run.json will hold.
+
+    Target names come from the shards (valid_dir's targets.json); data_dir, when given, must
+    agree with them."""
     best_weights = state["early_stopping"]["best_weights"]
     if best_weights is not None:
         model.load_weights(checkpoint.directory / best_weights)
@@ -133,7 +136,7 @@ def finish(
     mlflow.log_artifact(str(out / TRAINING_CURVE_FILE))
     sample_x = next(iter(make_dataset(valid_dir, SIGNATURE_SAMPLES)))[0].numpy()
     # Target names travel with the model, so `danq predict` can label its columns anywhere.
-    target_names, _ = target_table(int(model.output_shape[-1]), data_dir)
+    target_names, _ = shard_target_table(int(model.output_shape[-1]), valid_dir, data_dir)
     logged_model_uri = tracking.log_keras_model(model, sample_x, target_names)
 
     run_id = run.info.run_id

@@ -1,9 +1,10 @@
 """The data gate's entry point: scan, tabulate, run the suite, explain, publish.
 
-`validate_dataset` streams train/valid/test.mat once each (`scan`), reduces them to summary
-tables (`tables`), runs every expectation of `suite.gate_suite` over them with Great
-Expectations (`expectations`), maps the results to plain-words checks (`report`), and
-publishes report.json, the tables as CSV and the Data Docs as one folder.
+`validate_dataset` fingerprints the folder's files (danq.data.fingerprint), streams
+train/valid/test.mat once each (`scan`), reduces them to summary tables (`tables`), runs
+every expectation of `suite.gate_suite` over them with Great Expectations (`expectations`),
+maps the results to plain-words checks (`report`), and publishes report.json (with the
+fingerprint), the tables as CSV and the Data Docs as one folder.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from danq.artifacts import DATA_DOCS_DIR, VALIDATION_REPORT_FILE, publish_dir, staging_parent
 from danq.config import ValidateConfig
+from danq.data.fingerprint import fingerprint_folder
 from danq.validation.expectations import run_great_expectations
 from danq.validation.report import ValidationReport, checks_from_results
 from danq.validation.scan import SplitScan, scan_dataset
@@ -38,6 +40,8 @@ def validate_dataset(
     """
     started = time.monotonic()
     data_dir = str(data_dir)
+    # Hashed before the scan: content that changes during or after it no longer matches.
+    fingerprint = fingerprint_folder(data_dir)
     scans = scan_dataset(data_dir, cfg, seq_len)
     tables = build_tables(scans)
     suite = gate_suite(cfg)
@@ -49,6 +53,7 @@ def validate_dataset(
             checks=checks_from_results(suite, tables, unexpected, scans),
             splits=_split_summaries(scans),
             thresholds=cfg.model_dump(),
+            fingerprint=fingerprint,
         )
         for name, table in tables.items():
             table.to_csv(staging / f"{name}.csv", index=False)

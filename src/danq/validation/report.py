@@ -9,6 +9,10 @@ from typing import Any
 
 import pandas as pd
 
+from danq.artifacts import VALIDATION_REPORT_FILE
+from danq.data.fingerprint import DataFingerprint
+from danq.errors import ConfigError, DataError
+from danq.io import storage
 from danq.validation.scan import SplitScan
 from danq.validation.suite import ROW_KEYS, GateExpectation, RowKey, Table
 
@@ -35,6 +39,8 @@ class ValidationReport:
     splits: dict[str, dict[str, Any]]
     thresholds: dict[str, Any]
     elapsed_s: float = 0.0
+    # The files as the gate read them; prepare refuses other content (None: not recorded).
+    fingerprint: DataFingerprint | None = None
 
     @property
     def passed(self) -> bool:
@@ -53,6 +59,7 @@ class ValidationReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "data_dir": self.data_dir,
+            "fingerprint": self.fingerprint.to_dict() if self.fingerprint else None,
             "passed": self.passed,
             "blocking_failures": len(self.failures),
             "warnings": len(self.warnings),
@@ -64,6 +71,28 @@ class ValidationReport:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+
+
+def read_report_fingerprint(out_dir: str) -> DataFingerprint:
+    """The fingerprint a passed gate recorded in out_dir/report.json (local or gs://), for
+    `prepare_dataset(expected_fingerprint=...)`; DataError when the report has none or
+    did not pass."""
+    path = storage.join(out_dir, VALIDATION_REPORT_FILE)
+    if not storage.exists(path):
+        raise DataError(f"{path}: not found; run the data gate (danq validate) first")
+    with storage.open_binary(path) as fh:
+        try:
+            raw = json.loads(fh.read())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise DataError(f"{path}: not JSON ({err})") from None
+    if not isinstance(raw, dict) or raw.get("passed") is not True:
+        raise DataError(f"{path}: the data gate did not pass; its data must not be prepared")
+    if raw.get("fingerprint") is None:
+        raise DataError(f"{path}: holds no data fingerprint (written by an older danq)")
+    try:
+        return DataFingerprint.from_dict(raw["fingerprint"], f"{path} fingerprint")
+    except ConfigError as err:  # a malformed file, not a malformed setting
+        raise DataError(str(err)) from None
 
 
 def _targets_phrase(targets: list[int]) -> str:
