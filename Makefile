@@ -11,7 +11,7 @@ QUICK_TESTS := tests/test_config.py tests/test_tracking.py tests/test_package_ru
 	tests/io tests/data tests/evaluation tests/promotion/test_decide.py tests/study/test_plan.py \
 	tests/study/test_report.py tests/cli tests/e2e
 
-.PHONY: run test test-quick test-fast lint bench clean help
+.PHONY: run test test-quick test-fast lint bench images clean help
 
 help:
 	@echo "make run    - synthesize data, then dvc repro (validate, prepare, train, evaluate, promote)"
@@ -20,6 +20,7 @@ help:
 	@echo "make test-fast  - every test not marked slow (no pipeline or multi-epoch training run)"
 	@echo "make lint   - ruff, and mypy over src/"
 	@echo "make bench  - benchmark suite -> benchmarks/results.md, .json (BENCH_ARGS for flags)"
+	@echo "make images REGISTRY=... [TAG=...] [PUSH=1] - build the images, tagged from the commit"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +47,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks components pipelines
 	$(BIN)/ruff format --check src tests benchmarks components pipelines
 	$(BIN)/mypy src
+
+# scripts/build_images.sh reads REGISTRY, TAG, PUSH, PLATFORM and BUCKET from the environment,
+# where make puts variables given on its command line.
+images: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/build_images.sh
 
 clean:
 	rm -rf build .dvc/tmp

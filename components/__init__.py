@@ -7,8 +7,11 @@ the step runs in that image, under kfp.local.SubprocessRunner in the current env
 Unit-test a component by calling its `.python_func` with artifacts whose uri is a local path.
 """
 
-# Where infra/docker/'s images are pushed by default; `danq pipeline compile --image
-# --cpu-image` (or DANQ_IMAGE, DANQ_CPU_IMAGE) set others on every task. Train runs on the GPU
-# image, the other steps on the CPU image.
-DEFAULT_GPU_IMAGE = "us-docker.pkg.dev/my-gcp-project/danq/danq-gpu:0.1.0"
-DEFAULT_CPU_IMAGE = "us-docker.pkg.dev/my-gcp-project/danq/danq-cpu:0.1.0"
+from danq.kfp.images import DEFAULT_IMAGES
+
+# The images of the reproducible default compile: placeholders (registry
+# us-docker.pkg.dev/my-gcp-project/danq, tag `unbuilt`) that upload and run refuse.
+# `danq pipeline compile --registry R [--tag T]` sets built ones on every task (danq.kfp.images):
+# the steps on GPU nodes run on the GPU image, the others on the CPU image.
+DEFAULT_GPU_IMAGE = DEFAULT_IMAGES.gpu
+DEFAULT_CPU_IMAGE = DEFAULT_IMAGES.cpu

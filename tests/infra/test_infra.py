@@ -291,6 +291,19 @@ def test_terraform_is_well_formed_and_taints_gpu_nodes() -> None:
     assert 'gpu_driver_version = "LATEST"' in terraform_text()
 
 
+def test_build_context_holds_what_the_images_copy_and_nothing_else() -> None:
+    """.dockerignore excludes everything but what a Dockerfile COPYs (no .venv, data, runs)."""
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    rules = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert rules[0] == "*"
+    included = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
+    copied = set()
+    for dockerfile in DOCKER.glob("Dockerfile.*"):
+        for sources in re.findall(r"^COPY (.+) \S+$", dockerfile.read_text(), flags=re.M):
+            copied.update(sources.split())
+    assert copied == included
+
+
 # --- the compiled pipeline against this infrastructure ------------------------------------
 
 

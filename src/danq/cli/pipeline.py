@@ -1,16 +1,26 @@
-"""`danq pipeline compile | upload | run`: the Kubeflow pipeline from the command line.
+"""`danq pipeline compile | check | images | upload | run`: the Kubeflow pipeline from the
+command line.
 
-compile writes pipelines/danq_pipeline.yaml (the file to upload in the KFP UI); upload
-publishes it as a pipeline (a new version when the name exists); run starts a run on a KFP
-endpoint. The endpoint comes from --host / KFP_HOST and the namespace from --namespace /
-KFP_NAMESPACE; kfp.Client finds credentials itself (kubeconfig port-forward, IAP, in-cluster).
-The work is done by danq.kfp.pipeline.
+compile writes pipelines/danq_pipeline.yaml, or --out, only when it passes the conformance
+check. Its images come from --registry / DANQ_REGISTRY and --tag / DANQ_IMAGE_TAG (default
+with a registry: the commit tag of the checkout); with neither, the placeholders of the
+reproducible default compile, which upload and run refuse. check prints the conformance
+violations of a compiled YAML. images prints the build plan of scripts/build_images.sh
+(`make images`): the tag, the commit, each Dockerfile and its references, so the script and
+compile compute tags in one place (danq.kfp.images).
+
+upload publishes a compiled YAML as a pipeline (a new version when the name exists); run starts
+a run. Both first refuse a package that cannot run on a cluster (placeholder images, no gs://
+pipeline root, a conformance violation), then connect to --host / KFP_HOST in --namespace /
+KFP_NAMESPACE with a bearer token from --token, else KFP_TOKEN, else the in-cluster
+service-account token. The token is never printed. The work is done by danq.kfp.pipeline.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,27 +39,83 @@ def _package(args: argparse.Namespace) -> Path:
     return pipeline.existing_package(args.package or pipeline.compiled_path())
 
 
-def _connect(args: argparse.Namespace) -> kfp.Client:
-    from danq.kfp import pipeline
-
-    host = args.host or os.environ.get("KFP_HOST")
+def _host(args: argparse.Namespace) -> str:
+    host: str | None = args.host or os.environ.get("KFP_HOST")
     if not host:
         raise ConfigError("no KFP endpoint: pass --host or set KFP_HOST")
+    return host
+
+
+def _connect(args: argparse.Namespace, host: str) -> kfp.Client:
+    from danq.kfp import pipeline
+
     namespace = args.namespace or os.environ.get("KFP_NAMESPACE") or pipeline.DEFAULT_NAMESPACE
-    return pipeline.connect(host, namespace)
+    if args.token:
+        auth = pipeline.credentials(args.token, source="--token")
+    else:
+        auth = pipeline.credentials(os.environ.get("KFP_TOKEN"), source="KFP_TOKEN")
+    print(f"KFP API {host}, namespace {namespace}, authenticated by {auth.source}")
+    return pipeline.connect(host, namespace, auth)
 
 
 def cmd_compile(args: argparse.Namespace, params: Params) -> int:
-    from danq.kfp import pipeline
+    from danq.kfp import images, pipeline
 
+    chosen = images.pipeline_images(
+        pipeline.repository_root(),
+        registry=args.registry or os.environ.get("DANQ_REGISTRY"),
+        tag=args.tag or os.environ.get("DANQ_IMAGE_TAG"),
+    )
     out = pipeline.compile_pipeline(
         args.out or pipeline.compiled_path(),
-        gpu_image=args.image or os.environ.get("DANQ_IMAGE"),
-        cpu_image=args.cpu_image or os.environ.get("DANQ_CPU_IMAGE"),
+        images=chosen,
         gcs_key_secret=args.gcs_key_secret,
         pipeline_root=args.pipeline_root,
     )
     print(f"compiled pipeline -> {out}")
+    print(f"images: {chosen.gpu} (steps on GPU nodes), {chosen.cpu} (the others)")
+    if chosen == images.DEFAULT_IMAGES:
+        print(
+            "placeholder images: upload and run refuse this YAML; for a cluster, "
+            "`make images REGISTRY=<registry> PUSH=1` prints the compile line to use"
+        )
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, params: Params) -> int:
+    from danq.kfp import pipeline
+    from danq.kfp.backend import MIN_BACKEND_VERSION
+
+    package = pipeline.existing_package(args.yaml or pipeline.compiled_path())
+    minimum = args.min_backend or MIN_BACKEND_VERSION
+    violations = pipeline.check_package(package, minimum)
+    for violation in violations:
+        print(violation)
+    if violations:
+        print(
+            f"{package}: {len(violations)} violation(s) of KFP backend >= {minimum}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"{package} conforms to KFP backend >= {minimum}")
+    return 0
+
+
+def cmd_images(args: argparse.Namespace, params: Params) -> int:
+    from danq.kfp import images
+
+    registry = args.registry or os.environ.get("DANQ_REGISTRY")
+    if not registry:
+        raise ConfigError("no image registry: pass --registry or set DANQ_REGISTRY")
+    plan = images.build_plan(
+        Path(args.root).resolve(), registry, args.tag or os.environ.get("DANQ_IMAGE_TAG")
+    )
+    # One record a line, read by scripts/build_images.sh.
+    print(f"tag {plan.tag}")
+    if plan.revision:
+        print(f"revision {plan.revision}")
+    for build in plan.builds:
+        print(f"image {build.kind} {build.dockerfile} {' '.join(build.refs)}")
     return 0
 
 
@@ -57,9 +123,9 @@ def cmd_upload(args: argparse.Namespace, params: Params) -> int:
     from danq.kfp import pipeline
 
     package = _package(args)
-    done = pipeline.upload(
-        _connect(args), package, args.name, args.description, version=args.version
-    )
+    pipeline.ensure_ready_for_cluster(package)  # before anything is contacted
+    client = _connect(args, _host(args))
+    done = pipeline.upload(client, package, args.name, args.description, version=args.version)
     if done.version is None:
         print(f"uploaded new pipeline {args.name} ({done.pipeline_id})")
     else:
@@ -74,8 +140,10 @@ def cmd_run(args: argparse.Namespace, params: Params) -> int:
     arguments = pipeline.parse_arguments(args.arg)
     if args.data_uri:
         arguments["data_uri"] = args.data_uri
-    pipeline.check_arguments(package, arguments)  # before anything is contacted
-    client = _connect(args)
+    # Before anything is contacted.
+    pipeline.ensure_ready_for_cluster(package, args.pipeline_root, arguments)
+    pipeline.check_arguments(package, arguments)
+    client = _connect(args, _host(args))
     run_id = pipeline.start_run(
         client,
         package,
@@ -97,26 +165,41 @@ def _add_endpoint(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="KFP API endpoint (default: $KFP_HOST)")
     parser.add_argument(
         "--namespace",
-        help="KFP namespace (default: $KFP_NAMESPACE, else KFP's single-user namespace, kubeflow)",
+        help="KFP namespace, your profile's on multi-user Kubeflow (default: $KFP_NAMESPACE, "
+        "else KFP's single-user namespace, kubeflow)",
+    )
+    parser.add_argument(
+        "--token",
+        help="bearer token for multi-user Kubeflow (default: $KFP_TOKEN, which keeps it out "
+        "of the shell history; else the in-cluster service-account token at "
+        "$KF_PIPELINES_SA_TOKEN_PATH or /var/run/secrets/kubeflow/pipelines/token)",
     )
     parser.add_argument("--package", help=f"compiled pipeline YAML (default: {COMPILED_HELP})")
 
 
-def _add_compile(commands: argparse._SubParsersAction) -> None:
+def _add_images(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--registry",
+        help="where the images are pushed, e.g. us-docker.pkg.dev/PROJECT/danq "
+        "(default: $DANQ_REGISTRY)",
+    )
+    parser.add_argument(
+        "--tag",
+        help="image tag (default: $DANQ_IMAGE_TAG, else git-<commit> of a clean checkout)",
+    )
 
+
+def _add_compile(commands: argparse._SubParsersAction) -> None:
     compile_ = commands.add_parser(
         "compile",
-        help="compile the Kubeflow pipeline to YAML (upload it in the KFP UI)",
+        help="compile the Kubeflow pipeline to YAML, if it passes the conformance check",
         description="Compile pipelines/danq_pipeline.py. Images, the GCS key secret and the "
-        "pipeline root are fixed at compile time; everything else is a run parameter.",
+        "pipeline root are fixed at compile time; everything else is a run parameter. Without "
+        "a registry the images are placeholders (the committed YAML), which upload and run "
+        "refuse.",
     )
     compile_.add_argument("--out", help=f"output YAML (default: {COMPILED_HELP})")
-    compile_.add_argument(
-        "--image", help="GPU image for train (default: $DANQ_IMAGE, else built-in)"
-    )
-    compile_.add_argument(
-        "--cpu-image", help="image of the other steps (default: $DANQ_CPU_IMAGE, else built-in)"
-    )
+    _add_images(compile_)
     compile_.add_argument(
         "--gcs-key-secret",
         help="Kubernetes secret with key.json for GCS, mounted at /var/secrets/google "
@@ -124,6 +207,31 @@ def _add_compile(commands: argparse._SubParsersAction) -> None:
     )
     compile_.add_argument("--pipeline-root", help="default pipeline root, e.g. gs://bucket/kfp")
     compile_.set_defaults(handler=cmd_compile)
+
+
+def _add_check(commands: argparse._SubParsersAction) -> None:
+    check = commands.add_parser(
+        "check",
+        help="check a compiled YAML against the KFP backend's rules; exit 1 on a violation",
+    )
+    check.add_argument("yaml", nargs="?", help=f"compiled pipeline (default: {COMPILED_HELP})")
+    check.add_argument(
+        "--min-backend",
+        metavar="VERSION",
+        help="KFP backend version to check against (default: the project's minimum, "
+        "danq.kfp.backend.MIN_BACKEND_VERSION)",
+    )
+    check.set_defaults(handler=cmd_check)
+
+
+def _add_image_plan(commands: argparse._SubParsersAction) -> None:
+    plan = commands.add_parser(
+        "images",
+        help="print the image build plan of `make images`: tag, commit, Dockerfiles, references",
+    )
+    _add_images(plan)
+    plan.add_argument("--root", default=".", help="checkout to build from (default: .)")
+    plan.set_defaults(handler=cmd_images)
 
 
 def _add_upload(commands: argparse._SubParsersAction) -> None:
@@ -152,7 +260,10 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--experiment", default="danq", help="KFP experiment (default: %(default)s)")
     run.add_argument("--run-name", help="run name (default: KFP's)")
-    run.add_argument("--pipeline-root", help="where artifacts go, e.g. gs://bucket/kfp")
+    run.add_argument(
+        "--pipeline-root",
+        help="where artifacts and checkpoints go, a gs:// location (default: the compiled one)",
+    )
     run.add_argument("--caching", choices=("default", "on", "off"), default="default")
     run.add_argument("--wait", action="store_true", help="wait; exit 1 unless the run succeeds")
     run.add_argument("--timeout", type=int, default=24 * 3600, help="--wait limit in seconds")
@@ -161,9 +272,12 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
 
 def register(commands: argparse._SubParsersAction) -> None:
     group = commands.add_parser(
-        "pipeline", help="the Kubeflow pipeline: compile to YAML, upload, run on a KFP endpoint"
+        "pipeline",
+        help="the Kubeflow pipeline: compile, check, build images, upload, run on a KFP endpoint",
     )
     subcommands = group.add_subparsers(dest="pipeline_command", required=True, metavar="COMMAND")
     _add_compile(subcommands)
+    _add_check(subcommands)
+    _add_image_plan(subcommands)
     _add_upload(subcommands)
     _add_run(subcommands)
