@@ -1,16 +1,18 @@
 """Compare the evaluated variants and decide, against the champion, whether any is blessed."""
 
 from kfp import dsl
-from kfp.dsl import HTML, Dataset, Input, Markdown, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Output
 
-from components import DEFAULT_CPU_IMAGE
+from components import DEFAULT_GPU_IMAGE
 
 
-@dsl.component(base_image=DEFAULT_CPU_IMAGE, install_kfp_package=False)
+@dsl.component(base_image=DEFAULT_GPU_IMAGE, install_kfp_package=False)
 def compare(
-    models: Input[list[Model]],
-    evaluations: Input[list[Dataset]],
-    shards: Input[Dataset],
+    baseline_training: Input[Artifact],
+    baseline_evaluation: Input[Dataset],
+    random_dropout_training: Input[Artifact],
+    random_dropout_evaluation: Input[Dataset],
+    test_shards: Input[Dataset],
     report: Output[HTML],
     report_markdown: Output[Markdown],
     decision: Output[Markdown],
@@ -23,24 +25,26 @@ def compare(
     overrides: list,
 ) -> bool:
     """The comparison report and the blessing decision; True when a candidate is blessed.
-    Reads the registry but changes nothing in it. candidates (the evaluations by variant) and
-    champion_scores are the promote step's inputs: KFP cannot pass a Collected list into
-    the If group that holds promote."""
+    Reads the registry but changes nothing in it; scores the current champion on the
+    candidates' test rows (hence a GPU node). candidates (the evaluations by variant) and
+    champion_scores are the promote step's inputs. One input pair per variant of
+    danq.config.VARIANTS: a ParallelFor would make the train tasks' retry policy void."""
     import shutil
     import tempfile
 
     from danq.artifacts import COMPARISON_HTML_FILE, COMPARISON_MD_FILE
+    from danq.kfp.staging import scratch_dir
     from danq.kfp.tasks import REPORT_DIR, blessing_markdown, compare_candidates, promotion_params
 
     params = promotion_params(
         mlflow_tracking_uri, registered_model, min_macro_auroc, min_macro_aupr, overrides
     )
-    work = tempfile.mkdtemp(prefix="danq-compare-")
+    work = tempfile.mkdtemp(prefix="danq-compare-", dir=scratch_dir())
     _, blessing = compare_candidates(
         params,
-        [m.path for m in models],
-        [e.path for e in evaluations],
-        f"{shards.path}/test",
+        [baseline_training.path, random_dropout_training.path],
+        [baseline_evaluation.path, random_dropout_evaluation.path],
+        f"{test_shards.path}/test",
         work,
         candidates.path,
         champion_scores.path,

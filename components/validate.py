@@ -1,4 +1,5 @@
-"""The data gate as a component: it fails (and so stops the run) when a blocking check fails."""
+"""The data gate as a component: it fails (and so stops the run) when a blocking check fails,
+and returns the fingerprint of the exact files it checked, which prepare holds the data to."""
 
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Markdown, Output
@@ -13,8 +14,9 @@ def validate(
     data_docs: Output[HTML],
     summary: Output[Markdown],
     overrides: list,
-):
-    """Great Expectations gate over train/valid/test.mat; raises DataGateFailed on failure."""
+) -> str:
+    """Great Expectations gate over train/valid/test.mat; raises DataGateFailed on failure.
+    Returns the data fingerprint (JSON: sha256 and size per file)."""
     import shutil
 
     from danq.artifacts import DATA_DOCS_DIR, DATA_DOCS_INDEX_FILE
@@ -25,5 +27,11 @@ def validate(
     with open(summary.path, "w") as fh:
         fh.write(validation_markdown(report))
     validation.metadata.update(
-        {"passed": report.passed, "checks": len(report.checks), "warnings": len(report.warnings)}
+        {
+            "passed": report.passed,
+            "checks": len(report.checks),
+            "warnings": len(report.warnings),
+            "data_fingerprint": report.fingerprint.digest,
+        }
     )
+    return report.fingerprint.to_json()

@@ -1,14 +1,21 @@
 """The DanQ training pipeline for Kubeflow Pipelines v2.
 
-    importer(data_uri) -> validate (hard gate) -> prepare -> ParallelFor(variants):
-        train (GPU node) -> evaluate
-    -> compare (Collected models and evaluations: report + blessing decision)
+    importer(data_uri) -> validate (hard gate; returns the data's fingerprint; never cached)
+    -> prepare (refuses data other than the fingerprinted) -> fit shards, test shards
+    -> per variant: train (GPU node, retried, resumable) -> evaluate (GPU node)
+    -> compare (report + blessing decision; scores the champion on a GPU node)
     -> If(blessed): promote (register, move `champion`; never cached)
 
+One train task per variant, unrolled at compile time rather than a ParallelFor: KFP backends
+ignore a retry policy inside a ParallelFor (kubeflow/pipelines #12389, #13897). The compiled
+YAML must pass danq.kfp.conformance (the backend's rules) for danq.kfp.backend's minimum
+backend version; `danq pipeline compile` checks it.
+
 `build_pipeline` sets what is fixed at compile time (images, the GCS key secret, the pipeline
-root); `danq_pipeline` is the pipeline built with the defaults, compiled into
-pipelines/danq_pipeline.yaml by `danq pipeline compile`. The run parameters' defaults are the
-package's (danq.config), so a pipeline run and `dvc repro` with no params.yaml agree.
+root, and from it the default checkpoint root); `danq_pipeline` is the pipeline built with the
+defaults, compiled into pipelines/danq_pipeline.yaml by `danq pipeline compile`. The run
+parameters' defaults are the package's (danq.config), so a pipeline run and `dvc repro` with
+no params.yaml agree.
 """
 
 from kfp import dsl, kubernetes
@@ -24,11 +31,12 @@ from components.scheduling import gpu_node_selector
 from components.train import train
 from components.validate import validate
 from danq.config import VARIANTS, MlflowConfig, ModelConfig, PromoteConfig, TrainConfig
+from danq.kfp.backend import MIN_BACKEND_VERSION
+from danq.kfp.lineage import PIPELINE_NAME
+from danq.kfp.staging import STAGING_MOUNT
 
-PIPELINE_NAME = "danq"
 # The MLflow Service of infra/k8s/mlflow, as pods of the cluster reach it.
 CLUSTER_TRACKING_URI = "http://mlflow.mlflow.svc.cluster.local:5000"
-DEFAULT_VARIANTS = list(VARIANTS)
 TRAIN_DEFAULTS = TrainConfig()
 MODEL_DEFAULTS = ModelConfig()
 MLFLOW_DEFAULTS = MlflowConfig()
@@ -36,14 +44,40 @@ PROMOTE_DEFAULTS = PromoteConfig()
 MLFLOW_SECRET = "mlflow-credentials"
 MLFLOW_SECRET_KEYS = {key: key for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
 GCS_KEY_MOUNT = "/var/secrets/google"
+CHECKPOINTS_FOLDER = "checkpoints"  # under the pipeline root: the default checkpoint_root
 # GKE taints GPU nodes with nvidia.com/gpu:NoSchedule; only pods tolerating it land there.
 GPU_TOLERATION = dict(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
 # Sized for a g2-standard-8 node (1 L4, 8 vCPU, 32 GB): the input pipeline needs several
-# cores to keep the GPU busy.
-TRAIN_RESOURCES = dict(cpu_request="6", cpu_limit="7", memory_request="20G", memory_limit="26G")
-# The full DeepSEA test set (455,024 x 919, both strands) is held in memory while scored.
-EVALUATE_RESOURCES = dict(cpu_request="4", cpu_limit="8", memory_request="12G", memory_limit="16G")
-DEFAULT_RESOURCES = dict(cpu_request="1", cpu_limit="2", memory_request="4G", memory_limit="8G")
+# cores to keep the GPU busy. Evaluate and compare hold DeepSEA's test predictions
+# (455,024 x 919 float32, both strands) in memory and score on the same pool.
+GPU_STEP_RESOURCES = dict(cpu_request="6", cpu_limit="7", memory_request="20G", memory_limit="26G")
+CPU_STEP_RESOURCES = dict(cpu_request="1", cpu_limit="2", memory_request="4G", memory_limit="8G")
+# The launcher copies every input artifact whole into the pod under /gcs/ (the local path of a
+# gs:// pipeline root) and writes outputs there before uploading them. KFP 2.17 cannot request
+# ephemeral-storage (kubeflow/pipelines #11137), so each step that stages data mounts a generic
+# ephemeral volume of this size at /gcs; its temporary files go there too
+# (danq.kfp.staging.scratch_dir).
+# Sizes: the step's inputs and outputs on the DeepSEA bundle (data 24 GB: train.mat 21.7,
+# test.mat 2.2; shards: fit 4.9, test 0.5; model 0.6; full test predictions 2.1), plus room.
+STAGING_SIZES = {
+    "validate": "32Gi",
+    "prepare": "40Gi",
+    "train": "16Gi",
+    "evaluate": "12Gi",
+    "compare": "8Gi",
+    "promote": "8Gi",
+}
+# A preempted node or an evicted pod fails the attempt; train resumes from its checkpoint.
+TRAIN_RETRY = dict(
+    num_retries=3, backoff_duration="120s", backoff_factor=2, backoff_max_duration="7200s"
+)
+STEP_RETRY = dict(num_retries=2, backoff_duration="60s", backoff_factor=2)
+DESCRIPTION = (
+    "Train DanQ and random-dropout DanQ, evaluate both, promote the better blessed one. "
+    f"Needs a KFP backend >= {MIN_BACKEND_VERSION}. The committed YAML names placeholder "
+    "images and no pipeline root: recompile with real images and a gs:// pipeline root "
+    "(`make images REGISTRY=...` prints the `danq pipeline compile` line) before upload."
+)
 
 
 def _resources(
@@ -57,24 +91,22 @@ def _resources(
     )
 
 
-def _on_gpu_node(task: PipelineTask, gpu_count: int, node_selector: dict) -> PipelineTask:
+def _on_gpu_node(task: PipelineTask, gpu_count, node_selector) -> PipelineTask:
+    _resources(task, **GPU_STEP_RESOURCES)
     task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpu_count)
     kubernetes.add_node_selector_json(task, node_selector)
     kubernetes.add_toleration(task, **GPU_TOLERATION)
     return task
 
 
-def _with_credentials(
-    task: PipelineTask, image: str, gcs_key_secret: str | None, mlflow: bool
-) -> PipelineTask:
-    """Image, and the secrets a step needs: never values in code or parameters."""
-    task.set_container_image(image)
-    if mlflow:
-        # optional: an MLflow server without authentication needs no secret.
-        kubernetes.use_secret_as_env(task, MLFLOW_SECRET, MLFLOW_SECRET_KEYS, optional=True)
-    if gcs_key_secret:
-        kubernetes.use_secret_as_volume(task, gcs_key_secret, GCS_KEY_MOUNT)
-        task.set_env_variable("GOOGLE_APPLICATION_CREDENTIALS", f"{GCS_KEY_MOUNT}/key.json")
+def _staging(task: PipelineTask, step: str) -> PipelineTask:
+    kubernetes.add_ephemeral_volume(
+        task,
+        volume_name="staging",
+        mount_path=STAGING_MOUNT,
+        access_modes=["ReadWriteOnce"],
+        size=STAGING_SIZES[step],
+    )
     return task
 
 
@@ -86,14 +118,28 @@ def build_pipeline(
 ) -> GraphComponent:
     """The pipeline with these compile-time settings. gcs_key_secret: a Kubernetes secret
     holding key.json for GCS; None (the default) relies on Workload Identity."""
+    default_checkpoint_root = (
+        f"{pipeline_root.rstrip('/')}/{CHECKPOINTS_FOLDER}" if pipeline_root else ""
+    )
 
-    def step(task: PipelineTask, mlflow: bool = False, image: str = cpu_image) -> PipelineTask:
-        return _with_credentials(task, image, gcs_key_secret, mlflow)
+    def step(
+        task: PipelineTask, name: str, mlflow: bool = False, image: str = cpu_image
+    ) -> PipelineTask:
+        """Image, staging volume, and the secrets a step needs: never values in code or
+        parameters."""
+        task.set_container_image(image)
+        _staging(task, name)
+        if mlflow:
+            # optional: an MLflow server without authentication needs no secret.
+            kubernetes.use_secret_as_env(task, MLFLOW_SECRET, MLFLOW_SECRET_KEYS, optional=True)
+        if gcs_key_secret:
+            kubernetes.use_secret_as_volume(task, gcs_key_secret, GCS_KEY_MOUNT)
+            task.set_env_variable("GOOGLE_APPLICATION_CREDENTIALS", f"{GCS_KEY_MOUNT}/key.json")
+        return task
 
-    @dsl.pipeline(name=PIPELINE_NAME, pipeline_root=pipeline_root)
+    @dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION, pipeline_root=pipeline_root)
     def danq_pipeline(
         data_uri: str,
-        variants: list = DEFAULT_VARIANTS,
         max_epochs: int = TRAIN_DEFAULTS.max_epochs,
         batch_size: int = TRAIN_DEFAULTS.batch_size,
         model_preset: str = MODEL_DEFAULTS.preset,
@@ -103,48 +149,68 @@ def build_pipeline(
         registered_model: str = MLFLOW_DEFAULTS.registered_model,
         min_macro_auroc: float = PROMOTE_DEFAULTS.min_macro_auroc,
         min_macro_aupr: float = PROMOTE_DEFAULTS.min_macro_aupr,
+        checkpoint_root: str = default_checkpoint_root,
+        resume_key: str = "",
         overrides: list = [],  # noqa: B006 - a KFP default, never mutated
     ):
         """Train DanQ and random-dropout DanQ on a DeepSEA-format folder (train/valid/test.mat
         at data_uri, e.g. gs://...), evaluate both, promote the better blessed one.
+        checkpoint_root: durable folder (gs://...) of the training checkpoints, kept per
+        resume_key (default: the KFP run id) and variant; empty: checkpoints die with the pod.
         overrides: further params.yaml settings as "key=value" (e.g. "train.patience=3")."""
         data = dsl.importer(artifact_uri=data_uri, artifact_class=dsl.Dataset, reimport=False)
-        data.set_display_name("import data")
-        gate = step(validate(data=data.output, overrides=overrides))
-        _resources(gate, **DEFAULT_RESOURCES).set_display_name("validate (data gate)")
-        shards = step(prepare(data=data.output, overrides=overrides)).after(gate)
-        _resources(shards, **DEFAULT_RESOURCES)
-        selector = step(gpu_node_selector(gpu_type=gpu_type))
-        selector.set_display_name("GPU node selector")
+        # Always run: the URI may name other content than last time (KFP caches by URI).
+        gate = step(validate(data=data.output, overrides=overrides), "validate")
+        _resources(gate, **CPU_STEP_RESOURCES).set_caching_options(False)
+        fingerprint = gate.outputs["Output"]
+        shards = step(
+            prepare(data=data.output, data_fingerprint=fingerprint, overrides=overrides),
+            "prepare",
+        )
+        _resources(shards, **CPU_STEP_RESOURCES)
+        selector = gpu_node_selector(gpu_type=gpu_type).set_container_image(cpu_image)
+        lineage = dict(
+            kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            data_uri=data_uri,
+            data_fingerprint=fingerprint,
+        )
 
-        with dsl.ParallelFor(variants, name="variants") as variant:
-            trained = step(
+        trained, scored = {}, {}
+        for variant in VARIANTS:
+            trained[variant] = step(
                 train(
                     variant=variant,
-                    shards=shards.outputs["shards"],
-                    data=data.output,
+                    shards=shards.outputs["fit_shards"],
                     max_epochs=max_epochs,
                     batch_size=batch_size,
                     model_preset=model_preset,
                     gpu_count=gpu_count,
                     mlflow_tracking_uri=mlflow_tracking_uri,
+                    checkpoint_root=checkpoint_root,
+                    resume_key=resume_key,
+                    image=gpu_image,
                     overrides=overrides,
+                    **lineage,
                 ),
+                "train",
                 mlflow=True,
                 image=gpu_image,
             )
-            _on_gpu_node(_resources(trained, **TRAIN_RESOURCES), gpu_count, selector.output)
-            scored = step(
+            _on_gpu_node(trained[variant], gpu_count, selector.output)
+            trained[variant].set_retry(**TRAIN_RETRY).set_display_name(f"train {variant}")
+            scored[variant] = step(
                 evaluate(
-                    model=trained.outputs["model"],
-                    shards=shards.outputs["shards"],
-                    data=data.output,
+                    model=trained[variant].outputs["model"],
+                    test_shards=shards.outputs["test_shards"],
                     mlflow_tracking_uri=mlflow_tracking_uri,
                     overrides=overrides,
                 ),
+                "evaluate",
                 mlflow=True,
+                image=gpu_image,
             )
-            _resources(scored, **EVALUATE_RESOURCES)
+            _on_gpu_node(scored[variant], 1, selector.output)
+            scored[variant].set_retry(**STEP_RETRY).set_display_name(f"evaluate {variant}")
 
         thresholds = dict(
             mlflow_tracking_uri=mlflow_tracking_uri,
@@ -153,28 +219,34 @@ def build_pipeline(
             min_macro_aupr=min_macro_aupr,
             overrides=overrides,
         )
+        by_variant = {
+            f"{variant}_{output}": task.outputs[output]
+            for variant in VARIANTS
+            for output, task in (("training", trained[variant]), ("evaluation", scored[variant]))
+        }
         decided = step(
-            compare(
-                models=dsl.Collected(trained.outputs["model"]),
-                evaluations=dsl.Collected(scored.outputs["evaluation"]),
-                shards=shards.outputs["shards"],
-                **thresholds,
-            ),
+            compare(test_shards=shards.outputs["test_shards"], **by_variant, **thresholds),
+            "compare",
             mlflow=True,
+            image=gpu_image,
         )
+        _on_gpu_node(decided, 1, selector.output).set_retry(**STEP_RETRY)
         # The decision depends on the registry's current champion, not only on the inputs.
-        _resources(decided, **EVALUATE_RESOURCES).set_caching_options(False)
+        decided.set_caching_options(False)
         with dsl.If(decided.outputs["Output"] == True, name="blessed"):  # noqa: E712 - a KFP condition
             promoted = step(
                 promote(
                     candidates=decided.outputs["candidates"],
-                    shards=shards.outputs["shards"],
+                    test_shards=shards.outputs["test_shards"],
                     champion_scores=decided.outputs["champion_scores"],
+                    image=cpu_image,
+                    **lineage,
                     **thresholds,
                 ),
+                "promote",
                 mlflow=True,
             )
-            _resources(promoted, **EVALUATE_RESOURCES).set_caching_options(False)
+            _resources(promoted, **CPU_STEP_RESOURCES).set_caching_options(False)
 
     return danq_pipeline
 

@@ -12,6 +12,15 @@ import scipy.io
 
 from danq import tracking
 
+from .local_runs import (
+    LONG_EPOCHS,
+    MAX_EPOCHS,
+    PIPELINE_MODEL,
+    RESUME_KEY,
+    ResumedRun,
+    interrupted_then_resumed,
+)
+
 # The tiny synthetic set has 40 test sequences: its prevalences wander more than real data's.
 TINY_OVERRIDES = [
     "validate.prevalence_tolerance=0.5",
@@ -69,3 +78,28 @@ def copy_with_bad_labels(data: Path, dest: Path) -> Path:
 def corrupt_labels() -> Callable[[Path, Path], Path]:
     """Copies a data folder to dest with a label 2 in test.mat (labels must be 0/1)."""
     return copy_with_bad_labels
+
+
+@pytest.fixture(scope="session")
+def resumed_run(
+    tiny_data: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_overrides: list[str],
+    tiny_train: dict[str, Any],
+) -> ResumedRun:
+    """The whole pipeline on the tiny data, SIGKILLed after the baseline's first epoch, then
+    run again with the same resume key to a champion (tests/kfp/local_runs.py)."""
+    root = tmp_path_factory.mktemp("resumed-run")
+    uri = create_tracking_store(root)
+    arguments = dict(
+        data_uri=str(tiny_data),
+        mlflow_tracking_uri=uri,
+        registered_model=PIPELINE_MODEL,
+        min_macro_auroc=0.0,
+        min_macro_aupr=0.0,
+        checkpoint_root=str(root / "checkpoints"),
+        resume_key=RESUME_KEY,
+        overrides=[*tiny_overrides, *LONG_EPOCHS],
+        **{**tiny_train, "max_epochs": MAX_EPOCHS},
+    )
+    return interrupted_then_resumed(root, arguments, tracking.client(uri))

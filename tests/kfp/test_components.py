@@ -9,6 +9,7 @@ the tests that use it are marked slow.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,14 @@ from components.promote import promote
 from components.scheduling import gpu_node_selector
 from components.train import train
 from components.validate import validate
-from danq.errors import ConfigError, DataGateFailed, PipelineError
+from danq.errors import ConfigError, DataError, DataGateFailed, PipelineError
+from danq.evaluation.metrics import bootstrap_rows
 from danq.kfp.tasks import roc_curve, task_params
 
 REGISTERED = "danq-components-test"
+TEST_ROWS = 40  # the tiny test set's sequences, fewer than promote.bootstrap_max_rows
+KFP_RUN_ID = "run-components-test"
+IMAGE = "registry.example/danq-gpu:git-0123456789ab"
 
 
 def artifact(cls, path: Path):
@@ -43,45 +48,62 @@ def chain(
     tiny_train: dict[str, Any],
     tracking_store: Callable[[Path], str],
 ) -> dict:
-    """validate, prepare, train (baseline), evaluate: the artifacts each step wrote."""
+    """validate, prepare, train and evaluate (both variants): the artifacts each step wrote."""
     root = tmp_path_factory.mktemp("components")
     uri = tracking_store(root)
-    out = {"root": root, "uri": uri, "data": artifact(Dataset, tiny_data)}
+    overrides = list(tiny_overrides)
+    out = {"root": root, "uri": uri, "data": artifact(Dataset, tiny_data), "overrides": overrides}
     out["validation"] = artifact(Dataset, root / "validation")
     out["data_docs"] = artifact(HTML, root / "data_docs.html")
     out["summary"] = artifact(Markdown, root / "validation.md")
-    validate.python_func(
+    out["fingerprint"] = validate.python_func(
         data=out["data"],
         validation=out["validation"],
         data_docs=out["data_docs"],
         summary=out["summary"],
-        overrides=tiny_overrides,
+        overrides=overrides,
     )
-    out["shards"] = artifact(Dataset, root / "shards")
-    prepare.python_func(data=out["data"], shards=out["shards"], overrides=tiny_overrides)
-    out["model"] = artifact(Model, root / "model")
-    train.python_func(
-        variant="baseline",
-        shards=out["shards"],
+    out["fit_shards"] = artifact(Dataset, root / "fit_shards")
+    out["test_shards"] = artifact(Dataset, root / "test_shards")
+    prepare.python_func(
         data=out["data"],
-        model=out["model"],
-        mlflow_tracking_uri=uri,
-        overrides=tiny_overrides,
-        **tiny_train,
+        data_fingerprint=out["fingerprint"],
+        fit_shards=out["fit_shards"],
+        test_shards=out["test_shards"],
+        overrides=overrides,
     )
-    out["evaluation"] = artifact(Dataset, root / "evaluation")
-    out["metrics"] = artifact(Metrics, root / "metrics")
-    out["roc"] = artifact(ClassificationMetrics, root / "roc")
-    evaluate.python_func(
-        model=out["model"],
-        shards=out["shards"],
-        data=out["data"],
-        evaluation=out["evaluation"],
-        metrics=out["metrics"],
-        roc=out["roc"],
-        mlflow_tracking_uri=uri,
-        overrides=tiny_overrides,
-    )
+    out["checkpoints"] = root / "checkpoints"
+    for variant in ("baseline", "random_dropout"):
+        trained = out[variant] = {
+            "model": artifact(Model, root / variant / "model"),
+            "training": artifact(Artifact, root / variant / "training"),
+        }
+        train.python_func(
+            variant=variant,
+            shards=out["fit_shards"],
+            mlflow_tracking_uri=uri,
+            checkpoint_root=str(out["checkpoints"]),
+            resume_key="",
+            kfp_run_id=KFP_RUN_ID,
+            image=IMAGE,
+            data_uri=str(tiny_data),
+            data_fingerprint=out["fingerprint"],
+            overrides=overrides,
+            **trained,
+            **tiny_train,
+        )
+        trained["evaluation"] = artifact(Dataset, root / variant / "evaluation")
+        trained["metrics"] = artifact(Metrics, root / variant / "metrics")
+        trained["roc"] = artifact(ClassificationMetrics, root / variant / "roc")
+        evaluate.python_func(
+            model=trained["model"],
+            test_shards=out["test_shards"],
+            evaluation=trained["evaluation"],
+            metrics=trained["metrics"],
+            roc=trained["roc"],
+            mlflow_tracking_uri=uri,
+            overrides=overrides,
+        )
     return out
 
 
@@ -114,29 +136,108 @@ def test_validate_fails_on_bad_labels(
     assert report["passed"] is False
 
 
+def test_validate_returns_the_fingerprint_that_prepare_holds_the_data_to(
+    tiny_data: Path, tmp_path: Path, tiny_overrides: list[str]
+) -> None:
+    """The data gate's fingerprint ties prepare to the content it checked: a test.mat
+    replaced in between (same URI, as KFP's cache sees it) is refused, and nothing is
+    sharded."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    fingerprint = validate.python_func(
+        data=artifact(Dataset, data),
+        validation=artifact(Dataset, tmp_path / "validation"),
+        data_docs=artifact(HTML, tmp_path / "docs.html"),
+        summary=artifact(Markdown, tmp_path / "summary.md"),
+        overrides=tiny_overrides,
+    )
+    assert set(json.loads(fingerprint)["files"]) >= {"train.mat", "valid.mat", "test.mat"}
+    shutil.copyfile(data / "valid.mat", data / "test.mat")  # a valid file, other content
+    with pytest.raises(DataError, match="test.mat"):
+        prepare.python_func(
+            data=artifact(Dataset, data),
+            data_fingerprint=fingerprint,
+            fit_shards=artifact(Dataset, tmp_path / "fit"),
+            test_shards=artifact(Dataset, tmp_path / "test"),
+            overrides=tiny_overrides,
+        )
+    assert not (tmp_path / "fit").exists() and not (tmp_path / "test").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
 @pytest.mark.slow
-def test_prepare_writes_shards_per_split(chain: dict) -> None:
-    for split, n in (("train", 240), ("valid", 80), ("test", 80)):
-        manifest = json.loads((Path(chain["shards"].path) / split / "manifest.json").read_text())
+def test_prepare_splits_fit_and_test_shards(chain: dict) -> None:
+    """train receives train and valid only; the steps after it the test split only."""
+    fit, test = Path(chain["fit_shards"].path), Path(chain["test_shards"].path)
+    assert sorted(p.name for p in fit.iterdir()) == ["train", "valid"]
+    assert sorted(p.name for p in test.iterdir()) == ["test"]
+    for folder, split, n in ((fit, "train", 240), (fit, "valid", 80), (test, "test", 80)):
+        manifest = json.loads((folder / split / "manifest.json").read_text())
         assert manifest["n_samples"] == n
-        assert chain["shards"].metadata[f"{split}_samples"] == n
+    assert chain["fit_shards"].metadata == {"train_samples": 240, "valid_samples": 80}
+    assert chain["test_shards"].metadata == {"test_samples": 80}
 
 
 @pytest.mark.slow
-def test_train_writes_model_and_tracks_it(chain: dict) -> None:
-    model_dir = Path(chain["model"].path)
-    assert (model_dir / "model.keras").exists()
+def test_train_writes_model_and_training_and_tags_the_run_with_its_lineage(chain: dict) -> None:
+    model_dir = Path(chain["baseline"]["model"].path)
+    assert sorted(p.name for p in model_dir.iterdir()) == ["model.keras", "run.json"]
+    training_dir = Path(chain["baseline"]["training"].path)
+    assert sorted(p.name for p in training_dir.iterdir()) == [
+        "history.json",
+        "run.json",
+        "training_curve.png",
+    ]
     run = json.loads((model_dir / "run.json").read_text())
-    meta = chain["model"].metadata
+    meta = chain["baseline"]["model"].metadata
     assert meta["variant"] == "baseline" and meta["mlflow_run_id"] == run["run_id"]
     mlflow_run = mlflow.MlflowClient(chain["uri"]).get_run(run["run_id"])
     assert mlflow_run.data.params["train.max_epochs"] == "1"
     assert mlflow_run.data.params["model.conv_filters"] == "8"
+    tags = mlflow_run.data.tags
+    assert tags["kfp.run_id"] == KFP_RUN_ID
+    assert tags["kfp.image"] == IMAGE and tags["kfp.pipeline_version"] == "git-0123456789ab"
+    assert tags["data.uri"] == str(chain["data"].path)
+    assert tags["data.fingerprint"] == json.loads(chain["fingerprint"])["digest"]
+    assert "data.path" not in tags  # a pod-local copy says nothing about the data
+    # The finished run stays in the durable folder: a retried task returns it, untrained.
+    durable = chain["checkpoints"] / KFP_RUN_ID / "baseline"
+    assert (durable / "out" / "run.json").exists() and not (durable / "checkpoint").exists()
+
+
+def train_baseline(chain: dict, out: Path, checkpoint_root: Path) -> dict[str, Any]:
+    """The train component's arguments for baseline on the chain's shards, into out/."""
+    return dict(
+        variant="baseline",
+        shards=chain["fit_shards"],
+        model=artifact(Model, out / "model"),
+        training=artifact(Artifact, out / "training"),
+        mlflow_tracking_uri=chain["uri"],
+        checkpoint_root=str(checkpoint_root),
+        resume_key="",
+        kfp_run_id=KFP_RUN_ID,
+        image=IMAGE,
+        data_uri="unused",
+        data_fingerprint=chain["fingerprint"],
+        overrides=chain["overrides"],
+    )
+
+
+@pytest.mark.slow
+def test_a_retried_train_task_returns_the_finished_run(
+    chain: dict, tmp_path: Path, tiny_train: dict[str, Any]
+) -> None:
+    arguments = train_baseline(chain, tmp_path, chain["checkpoints"])
+    train.python_func(**arguments, **tiny_train)
+    model = arguments["model"]
+    assert model.metadata["mlflow_run_id"] == chain["baseline"]["model"].metadata["mlflow_run_id"]
+    first = (Path(chain["baseline"]["model"].path) / "model.keras").read_bytes()
+    assert (tmp_path / "model" / "model.keras").read_bytes() == first
 
 
 @pytest.mark.slow
 def test_train_refuses_to_run_without_the_gpus_it_was_given(
-    chain: dict, tmp_path: Path, tiny_overrides: list[str], tiny_train: dict[str, Any]
+    chain: dict, tmp_path: Path, tiny_train: dict[str, Any]
 ) -> None:
     import tensorflow as tf
 
@@ -144,33 +245,45 @@ def test_train_refuses_to_run_without_the_gpus_it_was_given(
         pytest.skip("a GPU is visible: the CPU-fallback guard cannot trigger")
     with pytest.raises(PipelineError, match="gpu_count: 1 GPU"):
         train.python_func(
-            variant="baseline",
-            shards=chain["shards"],
-            data=chain["data"],
-            model=artifact(Model, tmp_path / "model"),
-            mlflow_tracking_uri=chain["uri"],
-            overrides=tiny_overrides,
+            **train_baseline(chain, tmp_path, tmp_path / "checkpoints"),
             **{**tiny_train, "gpu_count": 1},
         )
     assert not (tmp_path / "model").exists()
+    assert not (tmp_path / "checkpoints").exists()
 
 
 @pytest.mark.slow
 def test_evaluate_logs_metrics_and_a_roc_curve(chain: dict) -> None:
-    written = json.loads((Path(chain["evaluation"].path) / "metrics.json").read_text())
-    metrics = chain["metrics"].metadata
+    scored = chain["baseline"]
+    written = json.loads((Path(scored["evaluation"].path) / "metrics.json").read_text())
+    metrics = scored["metrics"].metadata
     assert metrics["test_macro_auroc"] == pytest.approx(written["overall"]["auroc"])
     assert metrics["test_macro_aupr"] == pytest.approx(written["overall"]["aupr"])
-    points = chain["roc"].metadata["confidenceMetrics"]
+    points = scored["roc"].metadata["confidenceMetrics"]
     assert (
-        chain["roc"].metadata["target"]
-        == json.loads((Path(chain["evaluation"].path) / "curves.json").read_text())[0]["target"]
+        scored["roc"].metadata["target"]
+        == json.loads((Path(scored["evaluation"].path) / "curves.json").read_text())[0]["target"]
     )
     fpr = [p["falsePositiveRate"] for p in points]
     thresholds = [p["confidenceThreshold"] for p in points]
     assert (fpr[0], points[0]["recall"]) == (0.0, 0.0)
     assert (fpr[-1], points[-1]["recall"]) == (1.0, 1.0)
     assert fpr == sorted(fpr) and thresholds == sorted(thresholds, reverse=True)
+
+
+@pytest.mark.slow
+def test_evaluate_hands_on_the_rows_the_bootstrap_uses(chain: dict) -> None:
+    """predictions.npz holds bootstrap_rows' rows (here all 40: fewer than the cap; the cut
+    itself is tested with paired_bootstrap_delta in tests/evaluation) and their indices."""
+    folder = Path(chain["baseline"]["evaluation"].path)
+    assert json.loads((folder / "metrics.json").read_text())["n_test"] == TEST_ROWS
+    params = task_params({}, chain["overrides"])
+    expected = bootstrap_rows(TEST_ROWS, params.promote.bootstrap_max_rows, params.seed)
+    with np.load(folder / "predictions.npz") as predictions:
+        assert np.array_equal(predictions["rows"], expected)
+        assert predictions["y_score"].shape == predictions["y_true"].shape == (TEST_ROWS, 16)
+    with np.load(Path(chain["random_dropout"]["evaluation"].path) / "predictions.npz") as other:
+        assert np.array_equal(other["rows"], expected)
 
 
 def test_roc_curve_thresholds_match_the_points(tmp_path: Path) -> None:
@@ -188,29 +301,34 @@ def test_roc_curve_thresholds_match_the_points(tmp_path: Path) -> None:
     assert len(roc_curve(str(tmp_path), max_points=2).fpr) == 2
 
 
+def compare_inputs(chain: dict) -> dict[str, Any]:
+    return {
+        f"{variant}_{output}": chain[variant][output]
+        for variant in ("baseline", "random_dropout")
+        for output in ("training", "evaluation")
+    }
+
+
 @pytest.mark.slow
-def test_compare_then_promote_sets_the_champion(chain: dict, tiny_overrides: list[str]) -> None:
+def test_compare_then_promote_sets_the_champion(chain: dict) -> None:
     root = chain["root"]
     outs = {
         "report": artifact(HTML, root / "report.html"),
         "report_markdown": artifact(Markdown, root / "report.md"),
         "decision": artifact(Markdown, root / "decision.md"),
         "candidates": artifact(Dataset, root / "candidates"),
-        "champion_scores": artifact(Dataset, root / "champion_scores.npz"),
+        # named as KFP names it: no suffix for numpy to add to
+        "champion_scores": artifact(Dataset, root / "champion_scores"),
     }
     settings = dict(
         mlflow_tracking_uri=chain["uri"],
         registered_model=REGISTERED,
         min_macro_auroc=0.0,
         min_macro_aupr=0.0,
-        overrides=tiny_overrides,
+        overrides=chain["overrides"],
     )
     blessed = compare.python_func(
-        models=[chain["model"]],
-        evaluations=[chain["evaluation"]],
-        shards=chain["shards"],
-        **outs,
-        **settings,
+        test_shards=chain["test_shards"], **compare_inputs(chain), **outs, **settings
     )
     assert blessed is True
     assert "promote" in Path(outs["decision"].path).read_text()
@@ -225,28 +343,40 @@ def test_compare_then_promote_sets_the_champion(chain: dict, tiny_overrides: lis
     summary = artifact(Markdown, root / "promotion.md")
     version = promote.python_func(
         candidates=outs["candidates"],
-        shards=chain["shards"],
+        test_shards=chain["test_shards"],
         champion_scores=outs["champion_scores"],
         blessing=blessing,
         summary=summary,
+        kfp_run_id=KFP_RUN_ID,
+        image="registry.example/danq-cpu:git-0123456789ab",
+        data_uri="gs://bucket/deepsea",
+        data_fingerprint=chain["fingerprint"],
         **settings,
     )
-    assert version == "1"
-    assert client.get_registered_model(REGISTERED).aliases == {"champion": 1}
-    assert json.loads(Path(blessing.path).read_text())["chosen"] == "baseline"
+    chosen = json.loads(Path(blessing.path).read_text())["chosen"]
+    champion = client.get_model_version_by_alias(REGISTERED, "champion")
+    assert version == str(champion.version)
+    assert champion.tags["danq.variant"] == chosen
     assert blessing.metadata["decision"] == "promote"
+    for registered in client.search_model_versions(f"name='{REGISTERED}'"):
+        assert registered.tags["kfp.run_id"] == KFP_RUN_ID
+        assert registered.tags["data.uri"] == "gs://bucket/deepsea"
+        assert registered.tags["kfp.pipeline_version"] == "git-0123456789ab"
 
-    # Against a champion now: compare scores it and hands the scores on to promote.
+    # Against a champion now: compare scores it on the sampled rows, hands the scores on.
     blessed = compare.python_func(
-        models=[chain["model"]],
-        evaluations=[chain["evaluation"]],
-        shards=chain["shards"],
+        test_shards=chain["test_shards"],
+        **compare_inputs(chain),
         **{**outs, "candidates": artifact(Dataset, root / "candidates2")},
         **settings,
     )
     with np.load(outs["champion_scores"].path) as saved:
-        assert str(saved["model_uri"]) == f"models:/{REGISTERED}/1"
-        assert saved["y_score"].shape == (40, 16)
+        assert str(saved["model_uri"]) == f"models:/{REGISTERED}/{version}"
+        champion_scores = saved["y_score"]
+    assert champion_scores.shape == (TEST_ROWS, 16)
+    # The champion's scores on those rows are its evaluation's, row for row.
+    with np.load(root / "candidates2" / chosen / "predictions.npz") as own:
+        np.testing.assert_allclose(champion_scores, own["y_score"], rtol=1e-5, atol=1e-6)
     # The same model cannot beat itself with a CI above zero.
     assert blessed is False
 

@@ -20,14 +20,16 @@ from kfp import local
 from danq import tracking
 from danq.cli.main import main
 from danq.config import VARIANTS, MlflowConfig, ModelConfig, PromoteConfig, TrainConfig
-from danq.errors import ConfigError
+from danq.kfp.backend import MIN_BACKEND_VERSION
 from danq.kfp.pipeline import (
-    check_arguments,
     compile_pipeline,
     compiled_path,
-    parse_arguments,
     repository_root,
 )
+from danq.kfp.staging import folder_bytes, input_bytes
+from danq.kfp.staging import table as staging_table
+
+from .local_runs import PIPELINE_MODEL, ResumedRun
 
 EXPECTED_VARIANTS = ["baseline", "random_dropout"]
 
@@ -66,7 +68,6 @@ def test_run_parameters_default_to_the_package_settings(compiled: tuple[dict, di
         name: parameter.get("defaultValue")
         for name, parameter in spec["root"]["inputDefinitions"]["parameters"].items()
     }
-    assert defaults["variants"] == list(VARIANTS) == EXPECTED_VARIANTS
     assert defaults["max_epochs"] == TrainConfig().max_epochs
     assert defaults["batch_size"] == TrainConfig().batch_size
     assert defaults["model_preset"] == ModelConfig().preset
@@ -74,33 +75,60 @@ def test_run_parameters_default_to_the_package_settings(compiled: tuple[dict, di
     assert defaults["min_macro_auroc"] == PromoteConfig().min_macro_auroc
     assert defaults["min_macro_aupr"] == PromoteConfig().min_macro_aupr
     assert defaults["overrides"] == []
+    # Compiled without a pipeline root, the committed YAML has no durable checkpoint folder.
+    assert (defaults["checkpoint_root"], defaults["resume_key"]) == ("", "")
+    assert f">= {MIN_BACKEND_VERSION}" in spec["pipelineInfo"]["description"]
+    assert "recompile" in spec["pipelineInfo"]["description"]
 
 
-def test_train_runs_on_a_gpu_node_with_resources(compiled: tuple[dict, dict]) -> None:
+GPU_STEPS = {"train", "train-2", "evaluate", "evaluate-2", "compare"}
+
+
+def test_training_and_scoring_run_on_gpu_nodes_with_resources(compiled: tuple[dict, dict]) -> None:
     spec, k8s = compiled
-    resources = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
-    assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
-    assert "gpu_count" in resources["accelerator"]["resourceCount"]
+    tasks = dag_tasks(spec)
+    on_gpu = set()
+    for name, task in tasks.items():
+        label = spec["components"][task["componentRef"]["name"]].get("executorLabel")
+        executor = spec["deploymentSpec"]["executors"].get(label, {})
+        resources = executor.get("container", {}).get("resources", {})
+        if "accelerator" in resources:
+            on_gpu.add(name)
+            assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+            for key in ("resourceCpuRequest", "resourceCpuLimit", "resourceMemoryRequest"):
+                assert resources[key]
+            assert k8s[label]["tolerations"] == [
+                {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+            ]
+            selector = k8s[label]["nodeSelector"]["nodeSelectorJson"]["taskOutputParameter"]
+            assert selector == {"outputParameterKey": "Output", "producerTask": "gpu-node-selector"}
+            assert "danq-gpu" in executor["container"]["image"]
+        else:
+            assert "tolerations" not in k8s.get(label, {}), name
+    assert on_gpu == GPU_STEPS
     assert spec["root"]["inputDefinitions"]["parameters"]["gpu_count"]["defaultValue"] == 1
-    for key in ("resourceCpuRequest", "resourceCpuLimit", "resourceMemoryRequest"):
-        assert resources[key]
-    train = k8s["exec-train"]
-    assert train["tolerations"] == [
-        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-    ]
-    selector = train["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"]
-    assert selector == "pipelinechannel--gpu-node-selector-Output"
-    gpu_type = spec["root"]["inputDefinitions"]["parameters"]["gpu_type"]
-    assert gpu_type["defaultValue"] == "nvidia-l4"
-    selector_task = dag_tasks(spec)["gpu-node-selector"]
-    assert selector_task["inputs"]["parameters"]["gpu_type"] == {
+    assert spec["root"]["inputDefinitions"]["parameters"]["gpu_type"]["defaultValue"] == (
+        "nvidia-l4"
+    )
+    assert tasks["gpu-node-selector"]["inputs"]["parameters"]["gpu_type"] == {
         "componentInputParameter": "gpu_type"
     }
-    # Only training asks for a GPU.
-    for name, executor in spec["deploymentSpec"]["executors"].items():
-        if name != "exec-train" and "container" in executor:
-            assert "accelerator" not in executor["container"].get("resources", {}), name
-            assert "tolerations" not in k8s.get(name, {}), name
+
+
+def test_every_step_that_stages_data_has_a_sized_staging_volume(
+    compiled: tuple[dict, dict],
+) -> None:
+    """KFP cannot request ephemeral-storage (#11137): the launcher's /gcs staging folder is
+    a generic ephemeral volume of each step's size (temporary files go there too)."""
+    spec, k8s = compiled
+    staged = {}
+    for label, config in k8s.items():
+        for volume in config.get("genericEphemeralVolume", []):
+            staged[label] = volume
+            assert volume["mountPath"] == "/gcs"
+    steps = {"validate", "prepare", "train", "evaluate", "compare", "promote"}
+    assert {label.removeprefix("exec-").rsplit("-", 1)[0] for label in staged} >= steps
+    assert staged["exec-prepare"]["size"] == "40Gi"
 
 
 def test_mlflow_credentials_come_from_a_kubernetes_secret(compiled: tuple[dict, dict]) -> None:
@@ -116,28 +144,42 @@ def test_mlflow_credentials_come_from_a_kubernetes_secret(compiled: tuple[dict, 
     assert not any("secretAsVolume" in e for e in k8s.values())
 
 
-def test_loop_over_both_variants_and_promote_only_when_blessed(
+def test_one_retried_train_task_per_variant_and_promote_only_when_blessed(
     compiled: tuple[dict, dict],
 ) -> None:
     spec, _ = compiled
     params = spec["root"]["inputDefinitions"]["parameters"]
-    assert params["variants"]["defaultValue"] == EXPECTED_VARIANTS
-    loop = spec["root"]["dag"]["tasks"]["for-loop-1"]
-    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--variants"
-    loop_tasks = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
-    assert set(loop_tasks) == {"train", "evaluate"}
+    root_tasks = spec["root"]["dag"]["tasks"]
+    # No ParallelFor: the backend ignores retry policies inside one (#12389, #13897).
+    assert not any("parameterIterator" in t or "artifactIterator" in t for t in root_tasks.values())
+    trains = {
+        t["inputs"]["parameters"]["variant"]["runtimeValue"]["constant"]: t
+        for name, t in root_tasks.items()
+        if name.startswith("train")
+    }
+    assert sorted(trains) == EXPECTED_VARIANTS == list(VARIANTS)
+    for variant, task in trains.items():
+        assert task["retryPolicy"]["maxRetryCount"] == 3
+        assert task["taskInfo"]["name"] == f"train {variant}"
+        assert task["inputs"]["artifacts"]["shards"]["taskOutputArtifact"] == {
+            "outputArtifactKey": "fit_shards",
+            "producerTask": "prepare",
+        }
 
     tasks = dag_tasks(spec)
-    condition = spec["root"]["dag"]["tasks"]["condition-2"]
+    condition = root_tasks["condition-1"]
     assert "compare-Output" in condition["triggerPolicy"]["condition"]
     assert condition["triggerPolicy"]["condition"].endswith("== true")
     inside = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
     assert set(inside) == {"promote"}
     assert tasks["promote"]["cachingOptions"].get("enableCache", False) is False
     assert tasks["compare"]["cachingOptions"].get("enableCache", False) is False
+    assert tasks["validate"]["cachingOptions"].get("enableCache", False) is False
     assert tasks["train"]["cachingOptions"]["enableCache"] is True
-    # The gate comes first: prepare (and so everything after it) waits for validate.
-    assert "validate" in tasks["prepare"]["dependentTasks"]
+    # The gate comes first and ties prepare to the content it checked.
+    assert tasks["prepare"]["inputs"]["parameters"]["data_fingerprint"] == {
+        "taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "validate"}
+    }
     for name in ("mlflow_tracking_uri", "registered_model", "min_macro_auroc", "data_uri"):
         assert name in params
     assert params["mlflow_tracking_uri"]["defaultValue"] == (
@@ -145,63 +187,22 @@ def test_loop_over_both_variants_and_promote_only_when_blessed(
     )
 
 
-def test_compile_flags_set_images_and_the_gcs_key_secret(tmp_path: Path) -> None:
-    out = tmp_path / "p.yaml"
-    code = main(
-        [
-            "pipeline",
-            "compile",
-            "--out",
-            str(out),
-            "--image",
-            "registry.example/danq-gpu:1",
-            "--cpu-image",
-            "registry.example/danq-cpu:1",
-            "--gcs-key-secret",
-            "danq-gcs-key",
-            "--pipeline-root",
-            "gs://bucket/kfp",
-        ]
-    )
-    assert code == 0
-    spec, k8s = documents(out)
-    images = {
-        n: e["container"]["image"]
-        for n, e in spec["deploymentSpec"]["executors"].items()
-        if "container" in e
+def test_steps_after_train_never_receive_the_training_split(compiled: tuple[dict, dict]) -> None:
+    """Each step gets only what it reads: the launcher copies every input artifact whole."""
+    spec, _ = compiled
+    received = {
+        name: {
+            (a.get("taskOutputArtifact") or {}).get("outputArtifactKey")
+            or a.get("componentInputArtifact")
+            for a in task["inputs"].get("artifacts", {}).values()
+        }
+        for name, task in dag_tasks(spec).items()
     }
-    assert images.pop("exec-train") == "registry.example/danq-gpu:1"
-    assert set(images.values()) == {"registry.example/danq-cpu:1"}
-    assert spec["defaultPipelineRoot"] == "gs://bucket/kfp"
-    for name in images:
-        (volume,) = k8s[name]["secretAsVolume"]
-        assert volume["mountPath"] == "/var/secrets/google"
-        env = spec["deploymentSpec"]["executors"][name]["container"]["env"]
-        assert {
-            "name": "GOOGLE_APPLICATION_CREDENTIALS",
-            "value": "/var/secrets/google/key.json",
-        } in env
-
-
-def test_run_and_upload_need_an_endpoint(capsys, monkeypatch) -> None:
-    monkeypatch.delenv("KFP_HOST", raising=False)
-    assert main(["pipeline", "upload"]) == 2
-    assert "no KFP endpoint" in capsys.readouterr().err
-    # Arguments are checked against the compiled pipeline before anything is contacted.
-    assert main(["pipeline", "run", "--data-uri", "gs://b/d", "--arg", "epochs=3"]) == 2
-    assert "no parameter epochs" in capsys.readouterr().err
-    assert main(["pipeline", "run", "--arg", "max_epochs=3"]) == 2
-    assert "required parameter(s) not given: data_uri" in capsys.readouterr().err
-    assert parse_arguments(["max_epochs=3", "variants=[baseline]", "gpu_type=nvidia-l4"]) == {
-        "max_epochs": 3,
-        "variants": ["baseline"],
-        "gpu_type": "nvidia-l4",
-    }
-    with pytest.raises(ConfigError, match="expected name=value"):
-        parse_arguments(["max_epochs"])
-    with pytest.raises(ConfigError, match="no parameter epochs"):
-        check_arguments(compiled_path(), {"data_uri": "gs://b/d", "epochs": 3})
-    check_arguments(compiled_path(), {"data_uri": "gs://b/d", "max_epochs": 3})
+    for step in ("evaluate", "evaluate-2", "compare", "promote"):
+        assert "fit_shards" not in received[step], step
+        assert not {"importer", "data"} & received[step], step
+    assert received["train"] == {"fit_shards"}
+    assert received["compare"] == {"training", "evaluation", "test_shards"}
 
 
 def test_upload_and_run_need_a_compiled_pipeline(tmp_path: Path, capsys, monkeypatch) -> None:
@@ -263,8 +264,9 @@ def run_locally(
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root / "kfp"))
         danq_pipeline(
             data_uri=str(data),
+            checkpoint_root=str(root / "checkpoints"),
             mlflow_tracking_uri=uri,
-            registered_model="danq-pipeline-test",
+            registered_model=PIPELINE_MODEL,
             min_macro_auroc=0.0,
             min_macro_aupr=0.0,
             overrides=tiny_overrides,
@@ -283,21 +285,46 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.mark.slow
 def test_whole_pipeline_runs_locally_and_crowns_a_champion(
-    tiny_data: Path,
-    workdir: Path,
-    tracking_store: Callable[[Path], str],
-    run_locally: Callable[[Path, Path, str], None],
+    resumed_run: ResumedRun, tiny_data: Path
 ) -> None:
-    uri = tracking_store(workdir)
-    run_locally(workdir, tiny_data, uri)
-    client = tracking.client(uri)
-    aliases = client.get_registered_model("danq-pipeline-test").aliases
+    """The run that ends the shared fixture (its first attempt was killed mid-training)."""
+    client = tracking.client(resumed_run.uri)
+    aliases = client.get_registered_model(PIPELINE_MODEL).aliases
     assert set(aliases) == {"champion"}
-    champion = client.get_model_version("danq-pipeline-test", str(aliases["champion"]))
+    champion = client.get_model_version(PIPELINE_MODEL, str(aliases["champion"]))
     assert champion.tags["danq.blessed"] == "true"
     runs = client.search_runs([client.get_experiment_by_name("danq").experiment_id])
     assert sorted(r.data.tags["danq.variant"] for r in runs) == EXPECTED_VARIANTS
     assert all("test_macro_auroc" in r.data.metrics for r in runs)
+    # Lineage: the KFP run, the code's image and the data, on runs and versions alike. The
+    # versions name the run that registered them, which also resumed the baseline; a training
+    # that had finished in the killed run keeps that run's id.
+    versions = client.search_model_versions(f"name='{PIPELINE_MODEL}'")
+    (kfp_run,) = {v.tags["kfp.run_id"] for v in versions}
+    trained_in = {r.data.tags["danq.variant"]: r.data.tags["kfp.run_id"] for r in runs}
+    assert trained_in["baseline"] == kfp_run
+    for tags in [r.data.tags for r in runs] + [v.tags for v in versions]:
+        assert tags["kfp.run_id"] and "{{" not in tags["kfp.run_id"]
+        assert tags["kfp.pipeline"] == "danq"
+        assert tags["data.uri"] == str(tiny_data)
+        assert tags["data.fingerprint"].startswith("sha256:")
+        assert tags["kfp.image"].endswith(":" + tags["kfp.pipeline_version"])
+
+    # What each step received, as the launcher would copy it into the pod.
+    spec, _ = documents(compiled_path())
+    received = input_bytes(spec, resumed_run.run_dir, {"importer": str(tiny_data)})
+    print("\nbytes each step receives (tiny data):\n" + staging_table(received))
+    data_bytes = folder_bytes(tiny_data)
+    assert set(received["validate"].values()) == set(received["prepare"].values()) == {data_bytes}
+    assert set(received) == {
+        "validate", "prepare", "gpu-node-selector", "train", "train-2", "evaluate",
+        "evaluate-2", "compare", "promote",
+    }  # fmt: skip
+    for step in ("train", "train-2", "evaluate", "evaluate-2", "compare", "promote"):
+        assert sum(received[step].values()) < data_bytes, step
+    test_shards = received["evaluate"]["test_shards"]
+    assert received["compare"]["test_shards"] == received["promote"]["test_shards"] == test_shards
+    assert received["train"]["shards"] > test_shards  # train and valid: 320 of 400 sequences
 
 
 @pytest.mark.slow
@@ -317,4 +344,5 @@ def test_failing_data_gate_stops_the_run_before_training(
     assert client.search_registered_models() == []
     (run_dir,) = (workdir / "kfp").iterdir()
     assert {p.name for p in run_dir.iterdir()} <= {"validate", "importer", "gpu-node-selector"}
+    assert not (workdir / "checkpoints").exists()
     assert not list(run_dir.rglob("model.keras"))

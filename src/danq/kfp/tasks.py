@@ -5,6 +5,11 @@ functions call the same package code as the `danq` commands, so a pipeline run a
 `dvc repro` run compute the same thing. Settings come from the package defaults (a component
 has no params.yaml), the pipeline's typed parameters and free `key=value` overrides, validated
 by danq.config like any params.yaml.
+
+Each step receives only what it reads (the launcher copies every input artifact whole into the
+pod): train gets the train and valid shards, evaluate the model and the test shards, compare
+and promote the test shards and the evaluations, whose predictions are cut to the rows the
+promotion bootstrap uses (danq.evaluation.metrics.bootstrap_rows).
 """
 
 from __future__ import annotations
@@ -22,16 +27,20 @@ import numpy as np
 
 from danq.artifacts import (
     CURVES_FILE,
+    HISTORY_FILE,
     METRICS_FILE,
+    MODEL_FILE,
     PER_TARGET_FILE,
     PREDICTIONS_FILE,
     RUN_FILE,
+    TRAINING_CURVE_FILE,
     read_json,
 )
 from danq.config import VARIANTS, Params, Variant, load_params
 from danq.errors import CandidateError, ConfigError, DataGateFailed, EvaluationError, PipelineError
 
 if TYPE_CHECKING:  # the task bodies import these libraries only when they run
+    from danq.kfp.lineage import Lineage
     from danq.promotion.decide import Blessing
     from danq.promotion.promote import PredictFn
     from danq.training.outputs import TrainResult
@@ -40,6 +49,11 @@ if TYPE_CHECKING:  # the task bodies import these libraries only when they run
 GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 ROC_MAX_POINTS = 200  # the KFP UI draws the curve from artifact metadata: keep it small
 REPORT_DIR = "report"  # compare's comparison report, under its work folder
+FIT_SPLITS = ("train", "valid")  # what train reads; test goes to evaluate, compare, promote
+TEST_SPLIT = "test"
+MODEL_OUTPUTS = [MODEL_FILE, RUN_FILE]  # the `model` artifact: what evaluate loads
+TRAINING_OUTPUTS = [HISTORY_FILE, RUN_FILE, TRAINING_CURVE_FILE]  # what compare reports
+ROWS_KEY = "rows"  # in a pipeline evaluation's predictions.npz (its `rows=`): the rows kept
 
 
 def task_params(settings: Mapping[str, Any], overrides: Sequence[str] = ()) -> Params:
@@ -120,24 +134,53 @@ def validate_data(data_dir: str, out_dir: str, params: Params) -> ValidationRepo
 # --- prepare, train ------------------------------------------------------------------------
 
 
-def prepare_shards(data_dir: str, out_dir: str, params: Params) -> dict[str, int]:
-    """TFRecord shards of every split in out_dir/<split>/; returns samples per split."""
+def prepare_shards(
+    data_dir: str, fit_dir: str, test_dir: str, params: Params, data_fingerprint: str
+) -> dict[str, int]:
+    """TFRecord shards of train and valid in fit_dir/<split>/ and of test in test_dir/test/,
+    from data whose content must still be what the data gate fingerprinted (DataError
+    naming the changed file otherwise). Returns samples per split."""
+    from danq.data.fingerprint import DataFingerprint
     from danq.data.shards import prepare_dataset
 
-    manifests = prepare_dataset(data_dir, out_dir, params.prepare, progress=False)
+    expected = DataFingerprint.from_json(data_fingerprint)
+    staging = Path(fit_dir).parent / f".{Path(fit_dir).name}-shards"
+    manifests = prepare_dataset(
+        data_dir, str(staging), params.prepare, progress=False, expected_fingerprint=expected
+    )
+    for split in manifests:
+        dest = test_dir if split == TEST_SPLIT else fit_dir
+        Path(dest).mkdir(parents=True, exist_ok=True)
+        shutil.move(staging / split, Path(dest, split))
+    shutil.rmtree(staging)
     return {split: m.n_samples for split, m in manifests.items()}
 
 
 def train_model(
-    params: Params, variant: str, shard_dir: str, out_dir: str, data_dir: str, gpus: int
+    params: Params,
+    variant: str,
+    shard_dir: str,
+    model_dir: str,
+    training_dir: str,
+    gpus: int,
+    checkpoint_root: str,
+    run_key: str,
+    lineage: Lineage,
 ) -> TrainResult:
-    """Train one variant into out_dir (model.keras, history.json, run.json, curve).
+    """Train one variant; model.keras and run.json into model_dir, history.json, run.json
+    and the training curve into training_dir.
 
+    checkpoint_root: where the run's checkpoint survives the pod (danq.kfp.resume), keyed by
+    run_key and variant; empty: in the pod only, so a retry starts again from epoch 0.
     gpus: how many GPUs the step was given; fewer visible ones is an error, because the
     training would otherwise fall back to the CPU silently and take days.
     """
+    import tempfile
+
     import tensorflow as tf
 
+    from danq.kfp.resume import copy_outputs, train_resumably
+    from danq.kfp.staging import scratch_dir
     from danq.training.loop import train_variant
 
     visible = len(tf.config.list_physical_devices("GPU"))
@@ -147,7 +190,25 @@ def train_model(
             "node's NVIDIA driver and that the image is the GPU image"
         )
     # A pipeline parameter is a plain string; train_variant rejects one that is no variant.
-    return train_variant(params, cast(Variant, variant), shard_dir, out_dir, data_dir)
+    if checkpoint_root:
+        result, out = train_resumably(
+            params,
+            cast(Variant, variant),
+            shard_dir,
+            checkpoint_root,
+            run_key,
+            lineage.data_fingerprint,
+            lineage.tags(),
+        )
+    else:
+        print("no checkpoint_root: the checkpoint lives in the pod; a retry starts over")
+        out = Path(tempfile.mkdtemp(prefix=f"danq-train-{variant}-", dir=scratch_dir()))
+        result = train_variant(
+            params, cast(Variant, variant), shard_dir, str(out), tags=lineage.tags()
+        )
+    copy_outputs(out, MODEL_OUTPUTS, model_dir)
+    copy_outputs(out, TRAINING_OUTPUTS, training_dir)
+    return result
 
 
 # --- evaluate ------------------------------------------------------------------------------
@@ -162,13 +223,28 @@ class RocCurve:
 
 
 def evaluate_model(
-    params: Params, model_dir: str, shard_dir: str, out_dir: str, data_dir: str
+    params: Params, model_dir: str, shard_dir: str, out_dir: str, work: str
 ) -> dict[str, Any]:
-    """Score a trained model on the test shards into out_dir; returns metrics.json's content."""
+    """Score a trained model on the test shards; returns metrics.json's content.
+
+    The whole evaluation goes to work/; out_dir gets its metrics, per-target table and
+    curves, and predictions.npz cut to the rows the promotion bootstrap keeps (with those
+    rows' indices under "rows"): the steps downstream read no more, and the full predictions
+    of DeepSEA's test set (~2 GB) never leave the pod."""
+    from danq.evaluation.metrics import bootstrap_rows
     from danq.evaluation.scoring import evaluate_variant
 
     variant = read_json(Path(model_dir, RUN_FILE))["variant"]
-    return evaluate_variant(params, variant, model_dir, shard_dir, out_dir, data_dir)
+    metrics = evaluate_variant(params, variant, model_dir, shard_dir, work, None)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    for name in (METRICS_FILE, PER_TARGET_FILE, CURVES_FILE):
+        shutil.copyfile(Path(work, name), Path(out_dir, name))
+    with np.load(Path(work, PREDICTIONS_FILE)) as predictions:
+        y_true, y_score = predictions["y_true"], predictions["y_score"]
+    rows = bootstrap_rows(len(y_true), params.promote.bootstrap_max_rows, params.seed)
+    with Path(out_dir, PREDICTIONS_FILE).open("wb") as fh:
+        np.savez_compressed(fh, y_true=y_true[rows], y_score=y_score[rows], rows=rows)
+    return metrics
 
 
 def roc_curve(eval_dir: str, max_points: int = ROC_MAX_POINTS) -> RocCurve:
@@ -233,9 +309,33 @@ def _ordered(variants: Iterable[str]) -> list[str]:
     return sorted(variants, key=lambda v: (VARIANTS.index(v) if v in VARIANTS else 99, v))
 
 
-def _champion_predictor(params: Params, shard_dir: str, cache: str | None) -> PredictFn:
-    """Scores of a model URI on the test shards; a registered version's scores are read from
-    cache when compare already computed them (versions are immutable)."""
+def sampled_rows(candidates_dir: str, variants: Sequence[str]) -> np.ndarray:
+    """The test rows the candidates' predictions hold, which must be the same for all: the
+    comparisons are paired by row."""
+    rows: np.ndarray | None = None
+    for variant in variants:
+        path = Path(candidates_dir, variant, PREDICTIONS_FILE)
+        try:
+            with np.load(path) as predictions:
+                these = predictions[ROWS_KEY]
+        except (OSError, KeyError, ValueError) as err:
+            raise CandidateError(f"{path}: no test rows recorded ({err})") from err
+        if rows is not None and not np.array_equal(rows, these):
+            raise CandidateError(
+                f"{path}: other test rows than {variants[0]}'s; evaluate both with the same "
+                "seed and promote.bootstrap_max_rows"
+            )
+        rows = these
+    if rows is None:
+        raise CandidateError(f"{candidates_dir}: no candidates")
+    return rows
+
+
+def _champion_predictor(
+    params: Params, shard_dir: str, rows: np.ndarray, cache: str | None
+) -> PredictFn:
+    """Scores of a model URI on the candidates' test rows; a registered version's scores are
+    read from cache when compare already computed them (versions are immutable)."""
     from danq.evaluation.scoring import predict_uri
 
     def predict(model_uri: str) -> np.ndarray:
@@ -243,14 +343,14 @@ def _champion_predictor(params: Params, shard_dir: str, cache: str | None) -> Pr
             with np.load(cache) as saved:
                 if str(saved["model_uri"]) == model_uri:
                     return saved["y_score"]
-        return predict_uri(model_uri, shard_dir, params.evaluate.batch_size)
+        return predict_uri(model_uri, shard_dir, params.evaluate.batch_size, rows=rows)
 
     return predict
 
 
 def compare_candidates(
     params: Params,
-    model_dirs: Sequence[str],
+    training_dirs: Sequence[str],
     eval_dirs: Sequence[str],
     shard_dir: str,
     work: str,
@@ -259,14 +359,14 @@ def compare_candidates(
 ) -> tuple[dict[str, Any], Blessing]:
     """The comparison report (work/report/) and the blessing decision against the current
     champion, without changing the registry. The evaluations are copied to
-    candidates_dir/<variant>/ and the champion's test scores to scores_path (an .npz), the
-    inputs of the promote step. Returns (comparison, blessing)."""
+    candidates_dir/<variant>/ and the champion's scores on their test rows to scores_path
+    (an .npz), the inputs of the promote step. Returns (comparison, blessing)."""
     from danq.evaluation.report import build_report
     from danq.promotion import registry
     from danq.promotion.decide import decide
     from danq.promotion.promote import load_candidates, score_champion
 
-    variants = stage_by_variant(model_dirs, RUN_FILE, os.path.join(work, "models"))
+    variants = stage_by_variant(training_dirs, RUN_FILE, os.path.join(work, "models"))
     if stage_by_variant(eval_dirs, METRICS_FILE, candidates_dir, copy=True) != variants:
         raise CandidateError("the trained and the evaluated variants differ")
     comparison = build_report(
@@ -277,31 +377,42 @@ def compare_candidates(
         out_dir=os.path.join(work, REPORT_DIR),
     )
     y_true, candidates = load_candidates(candidates_dir, variants)
+    rows = sampled_rows(candidates_dir, variants)
     client = registry.connect(params)
     champion = score_champion(
-        client, params.mlflow.registered_model, _champion_predictor(params, shard_dir, None)
+        client,
+        params.mlflow.registered_model,
+        _champion_predictor(params, shard_dir, rows, None),
     )
     # Written even without a champion: an output artifact must exist for KFP to upload it.
-    np.savez(
-        scores_path,
-        model_uri=champion.model_uri if champion else "",
-        y_score=champion.y_score if champion else np.empty((0, 0), np.float32),
-    )
+    # To a file object: given a path, numpy appends ".npz" and the artifact's path stays empty.
+    with open(scores_path, "wb") as fh:
+        np.savez(
+            fh,
+            model_uri=champion.model_uri if champion else "",
+            y_score=champion.y_score if champion else np.empty((0, 0), np.float32),
+        )
     blessing = decide(y_true, candidates, champion, params.promote, params.seed)
     return comparison, blessing
 
 
 def promote_round(
-    params: Params, candidates_dir: str, shard_dir: str, champion_scores: str, out_dir: str
+    params: Params,
+    candidates_dir: str,
+    shard_dir: str,
+    champion_scores: str,
+    out_dir: str,
+    lineage: Lineage,
 ) -> Blessing:
     """One promotion round (danq.promotion.promote) over candidates_dir/<variant>/;
-    blessing.json in out_dir. The round decides again against the registry as it is now, so a
-    champion that moved since compare is judged afresh rather than replaced on a stale
-    decision."""
+    blessing.json in out_dir; every registered version carries the run's lineage tags. The
+    round decides again against the registry as it is now, so a champion that moved since
+    compare is judged afresh rather than replaced on a stale decision."""
     from danq.promotion import registry
     from danq.promotion.promote import promote_candidates
 
     variants = _ordered(p.name for p in Path(candidates_dir).iterdir() if p.is_dir())
+    rows = sampled_rows(candidates_dir, variants)
     return promote_candidates(
         registry.connect(params),
         params.mlflow.registered_model,
@@ -309,8 +420,9 @@ def promote_round(
         candidates_dir,
         variants,
         out_dir,
-        _champion_predictor(params, shard_dir, champion_scores),
+        _champion_predictor(params, shard_dir, rows, champion_scores),
         params.seed,
+        version_tags=lineage.tags(),
     )
 
 

@@ -9,7 +9,7 @@ blessing.json, and move the aliases.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -97,12 +97,14 @@ def promote_candidates(
     out_dir: str | os.PathLike[str],
     predict_fn: PredictFn,
     seed: int = 0,
+    version_tags: Mapping[str, str] | None = None,
 ) -> Blessing:
     """One promotion round; returns the Blessing also written to <out_dir>/blessing.json.
 
     Order: read candidates, score the champion, decide, write blessing.json (the decision
     is on disk even if MLflow fails next), register every candidate, move the aliases, then
     rewrite blessing.json with versions and aliases and log it to each candidate's run.
+    version_tags: further tags of every registered version (a pipeline run's lineage).
     """
     y_true, candidates = load_candidates(eval_dir, variants)
     champion = score_champion(client, registered_model, predict_fn)
@@ -112,7 +114,10 @@ def promote_candidates(
 
     versions = {
         v.variant: registry.register_candidate(
-            client, registered_model, v.model_uri, registry_tags(v, blessing)
+            client,
+            registered_model,
+            v.model_uri,
+            {**registry_tags(v, blessing), **(version_tags or {})},
         )
         for v in blessing.candidates
     }

@@ -43,6 +43,7 @@ from danq.artifacts import (
 )
 from danq.config import VARIANTS, Params, Variant
 from danq.data.shards import Manifest, read_manifest
+from danq.data.targets import shard_target_table
 from danq.errors import ConfigError, DataError, TrainingStateError
 from danq.io import storage
 from danq.model.dropout import DropoutPolicy, DropoutRedrawCallback, dropout_policy
@@ -74,6 +75,7 @@ class TrainingJob:
     out: Path
     checkpoint: TrainingCheckpoint
     data_dir: str | None
+    tags: Mapping[str, str]
 
 
 def read_shards(shard_dir: str) -> tuple[str, Manifest, str, Manifest]:
@@ -113,6 +115,7 @@ def train_variant(
     restart: bool = False,
     checkpoint_dir: str | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    tags: Mapping[str, str] | None = None,
 ) -> TrainResult:
     """Train one variant into out_dir (a local folder), resuming its checkpoint if any.
 
@@ -121,10 +124,11 @@ def train_variant(
     where the per-epoch resume state lives (default out_dir/checkpoint; the CLI keeps it
     outside out_dir because `dvc repro` empties a stage's outputs before rerunning it).
     data_dir: the source data, for the data-version tags. callbacks: extra Keras callbacks,
-    called after the checkpoint of each epoch is written.
+    called after the checkpoint of each epoch is written. tags: further MLflow run tags (a
+    pipeline run's lineage).
     """
     started = time.monotonic()
-    job = plan_job(params, variant, shard_dir, out_dir, data_dir, checkpoint_dir)
+    job = plan_job(params, variant, shard_dir, out_dir, data_dir, checkpoint_dir, tags)
     finished = None if force else finished_run(job.out, job.fingerprint, job.settings)
     if finished is not None:
         return result_from_outputs(job.out, finished, finished["epochs_run"], already_finished=True)
@@ -168,12 +172,15 @@ def plan_job(
     out_dir: str,
     data_dir: str | None,
     checkpoint_dir: str | None,
+    tags: Mapping[str, str] | None = None,
 ) -> TrainingJob:
     """Check the variant, the shards and the model's fit to them, and create out_dir."""
     if variant not in VARIANTS:
         raise ConfigError(f"variant: {variant!r} is not one of {', '.join(VARIANTS)}")
     train_dir, train_manifest, valid_dir, valid_manifest = read_shards(shard_dir)
     params.model.check_fits(train_manifest.seq_len)
+    # The names the finished model is logged with: a mismatch fails now, not after training.
+    shard_target_table(valid_manifest.n_targets, valid_dir, data_dir)
     settings = training_settings(params, variant, train_manifest, valid_manifest)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)  # the checkpoint may live elsewhere
@@ -191,6 +198,7 @@ def plan_job(
             Path(checkpoint_dir) if checkpoint_dir else out / CHECKPOINT_DIR
         ),
         data_dir=data_dir,
+        tags=dict(tags or {}),
     )
 
 
@@ -262,6 +270,7 @@ def open_run(
             TAG_SETTINGS_HASH: job.fingerprint,
             TAG_DEVICES: devices,
             **tracking.provenance_tags(job.data_dir),
+            **job.tags,
         }
     )
     if state is None:
