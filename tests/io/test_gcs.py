@@ -31,6 +31,7 @@ def test_prepare_from_gs_to_gs_and_stream_back(
     assert manifests["train"].n_samples == 240
     assert storage.listdir(f"{gcs_bucket}/shards/train") == [
         "manifest.json",
+        "targets.json",
         "train-00000-of-00003.tfrecord",
         "train-00001-of-00003.tfrecord",
         "train-00002-of-00003.tfrecord",
