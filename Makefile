@@ -11,13 +11,14 @@ QUICK_TESTS := tests/test_config.py tests/test_tracking.py tests/test_package_ru
 	tests/io tests/data tests/evaluation tests/promotion/test_decide.py tests/study/test_plan.py \
 	tests/study/test_report.py tests/cli tests/e2e tests/kfp/test_conformance.py
 
-.PHONY: run test test-quick test-fast lint bench images clean help
+.PHONY: run test test-quick test-fast system-packages lint bench images clean help
 
 help:
 	@echo "make run    - synthesize data, then dvc repro (validate, prepare, train, evaluate, promote)"
-	@echo "make test   - the test suite"
+	@echo "make test   - the test suite (installs PostgreSQL first when missing: system-packages)"
 	@echo "make test-quick - unit tiers, under 2 minutes (QUICK_TESTS)"
 	@echo "make test-fast  - every test not marked slow (no pipeline or multi-epoch training run)"
+	@echo "make system-packages - apt-get install postgresql when missing (root or sudo)"
 	@echo "make lint   - ruff, and mypy over src/"
 	@echo "make bench  - benchmark suite -> benchmarks/results.md, .json (BENCH_ARGS for flags)"
 	@echo "make images REGISTRY=... [TAG=...] [PUSH=1] - build the images, tagged from the commit"
@@ -31,14 +32,18 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/run_main.sh
 
-test: $(STAMP)
+test: $(STAMP) system-packages
 	$(BIN)/pytest
 
 test-quick: $(STAMP)
 	$(BIN)/pytest -m "not slow" $(QUICK_TESTS)
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) system-packages
 	$(BIN)/pytest -m "not slow"
+
+# PostgreSQL for the tests of the registry as deployed (tests/conftest.py: auth_registry).
+system-packages:
+	@bash scripts/install_system_packages.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

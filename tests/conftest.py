@@ -6,17 +6,22 @@ from __future__ import annotations
 import gzip
 import http.server
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from .deployed_registry import AuthServer
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -65,14 +70,18 @@ def running_mlflow_server(
     while_starting: Callable[[], object] | None = None,
     artifacts: str | None = None,
     extra_args: Sequence[str] = (),
+    backend_store_uri: str | None = None,
+    env: Mapping[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[str]:
     """Start `mlflow server` storing under root; yield its http:// URI; stop it on exit.
 
     Artifacts go through the server (--artifacts-destination: `artifacts`, default
     root/artifacts; a gs:// URI works against the emulator), as they do for a remote server,
-    so clients need nothing but the URI. `extra_args` are further `mlflow server` options.
-    The server takes 10-30 s to start (imports, SQLite migrations): `while_starting` runs
-    meanwhile, e.g. to import TensorFlow.
+    so clients need nothing but the URI. The backend store is `backend_store_uri`, default a
+    SQLite file in root. `extra_args` are further `mlflow server` options, `env` further
+    environment variables of the server. The server takes 10-30 s to start (imports,
+    migrations): `while_starting` runs meanwhile, e.g. to import TensorFlow.
     """
     port = unused_port()
     exe = Path(sys.executable).with_name("mlflow")
@@ -82,7 +91,7 @@ def running_mlflow_server(
             str(exe),
             "server",
             "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
+            backend_store_uri or f"sqlite:///{root / 'mlflow.db'}",
             "--artifacts-destination",
             artifacts or str(root / "artifacts"),
             "--host",
@@ -90,13 +99,13 @@ def running_mlflow_server(
             "--port",
             str(port),
             "--workers",
-            "1",
+            str(workers),
             *extra_args,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
         # No background job runner (GenAI scorers): one process less competing for the CPU.
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})},
         start_new_session=True,  # its own process group: the CLI starts uvicorn as a child
     )
     uri = f"http://127.0.0.1:{port}"
@@ -130,6 +139,35 @@ def running_mlflow_server(
 def mlflow_server() -> Callable[..., AbstractContextManager[str]]:
     """running_mlflow_server, for tests that start their own server (see its docstring)."""
     return running_mlflow_server
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
+    """The registry as deployed (infra/k8s/mlflow): `mlflow server` with the Deployment's own
+    options (basic-auth with default_permission READ, proxied artifacts, its worker count) on
+    a throwaway PostgreSQL cluster holding the tracking and the user database. Shared by the
+    session: each test uses its own model, experiment and user names."""
+    from .deployed_registry import (
+        AUTH_DATABASE,
+        TRACKING_DATABASE,
+        AuthServer,
+        running_postgres,
+        server_environment,
+    )
+    from .infra.manifests import server_behaviour_options, server_workers
+
+    root = tmp_path_factory.mktemp("auth_registry")
+    admin = ("admin", secrets.token_hex(12))
+    with running_postgres(unused_port(), (TRACKING_DATABASE, AUTH_DATABASE)) as cluster:
+        with running_mlflow_server(
+            root,
+            artifacts=str(root / "artifacts"),
+            extra_args=server_behaviour_options(with_auth=True),
+            backend_store_uri=cluster.uri(TRACKING_DATABASE),
+            env=server_environment(root, cluster, admin),
+            workers=server_workers(),
+        ) as uri:
+            yield AuthServer(uri, admin, root / "artifacts", cluster)
 
 
 @contextmanager

@@ -113,3 +113,25 @@ def test_using_restores_the_uris_and_environment_it_found(tmp_path, monkeypatch)
     assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == before
     assert "MLFLOW_TRACKING_URI" not in os.environ
     assert "MLFLOW_REGISTRY_URI" not in os.environ
+
+
+@pytest.mark.parametrize(
+    ("uri", "written"),
+    [
+        (
+            "http://ci:hunter2@mlflow:5000/api?x=1&access_token=t0k",
+            "http://ci:***@mlflow:5000/api?x=1&access_token=***",
+        ),
+        ("https://t0k@mlflow.example.org/", "https://***@mlflow.example.org/"),
+        ("postgresql://mlflow:pw@db:5432/mlflow", "postgresql://mlflow:***@db:5432/mlflow"),
+        (
+            "http://mlflow.mlflow.svc.cluster.local:5000",
+            "http://mlflow.mlflow.svc.cluster.local:5000",
+        ),
+        ("sqlite:///mlflow.db", "sqlite:///mlflow.db"),
+    ],
+)
+def test_redact_uri_hides_passwords_and_tokens_and_keeps_the_rest(uri, written):
+    from danq.tracking import redact_uri
+
+    assert redact_uri(uri) == written

@@ -82,6 +82,11 @@ TAG_KFP_PIPELINE_VERSION = "kfp.pipeline_version"
 TAG_KFP_IMAGE = "kfp.image"
 TAG_DATA_URI = "data.uri"
 TAG_DATA_FINGERPRINT = "data.fingerprint"
+# The registry's integrity and alias bookkeeping (danq.model.integrity, danq.promotion.registry).
+TAG_MODEL_SHA256 = "danq.model_sha256"  # sha256 of the model file: logged model, run, version
+TAG_REPLACED_VERSION = "danq.replaced_version"  # on a version made champion: the one it replaced
+TAG_ROLLED_BACK = "danq.rolled_back"  # on a version taken off champion by a rollback
+TAG_ALIAS_MOVE = "danq.alias_move"  # on the registered model while an alias move is under way
 
 
 def temporary_name(path: Path) -> Path:

@@ -58,6 +58,23 @@ class AliasMoveError(RegistryError):
     """Moving the champion aliases failed; the message says what state they were left in."""
 
 
+class ChampionChanged(RegistryError):
+    """An alias move was refused: the champion is no longer the one the caller decided against."""
+
+
+class RegistryLocked(RegistryError):
+    """Another command holds the registry lock of the model and did not release it in time."""
+
+
+class RegistryPermissionError(RegistryError):
+    """The server refused the operation for lack of a permission; the message names it."""
+
+
+class ModelIntegrityError(DanqError):
+    """A model file is not the one that was registered (sha256), lacks its checksum, or is in a
+    format the project refuses to load (SavedModel export, .h5)."""
+
+
 class PredictError(DanqError, ValueError):
     """Input to prediction (sequences, model, target names) is unusable."""
 

@@ -16,6 +16,7 @@ import logging
 import os
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
@@ -34,6 +35,29 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
 REGISTRY_URI_VARIABLE = "MLFLOW_REGISTRY_URI"
 HTTP_TIMEOUT_S = 10
+
+
+_SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "token", "secret", "key", "signature")
+
+
+def redact_uri(uri: str) -> str:
+    """uri as it may be written to a file or a log: a password or token in it (user:pass@host,
+    ?token=...) replaced by '***'. The user name stays: it says whose login was used."""
+    parts = urllib.parse.urlsplit(uri)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, has_password, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{host}" if has_password else f"***@{host}"
+    query = "&".join(
+        f"{key}=***" if key.lower().endswith(_SECRET_QUERY_KEYS) else pair
+        for pair in parts.query.split("&")
+        if pair
+        for key in [pair.partition("=")[0]]
+    )
+    if (netloc, query) == (parts.netloc, parts.query):
+        return uri  # unchanged, and not re-joined: urlunsplit turns sqlite:/// into sqlite:/
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def resolve_uri(cfg: MlflowConfig) -> str:

@@ -50,12 +50,17 @@ def server_arguments() -> dict[str, str]:
     return dict((a.split("=", 1) + [""])[:2] for a in args[1:])
 
 
-def server_behaviour_options() -> list[str]:
+def server_behaviour_options(with_auth: bool = False) -> list[str]:
     """The Deployment's options without the placement ones (host, port, stores), for a test
-    server. --app-name is left out too: basic-auth needs Flask-WTF, which the server image
-    installs (mlflow[auth]) and the project's environment does not."""
+    server. --app-name (basic-auth) only with_auth: it needs the auth configuration and a user
+    database, which tests/deployed_registry.py provides."""
     return [
         f"{k}={v}" if v else k
         for k, v in server_arguments().items()
-        if k not in (*PLACEMENT_OPTIONS, "--app-name")
+        if k not in PLACEMENT_OPTIONS and (with_auth or k != "--app-name")
     ]
+
+
+def server_workers() -> int:
+    """The Deployment's --workers: concurrent requests are served by that many processes."""
+    return int(server_arguments()["--workers"])
