@@ -137,6 +137,9 @@ def quiet_mlflow() -> None:
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow prints "View run ... at <tracking URI>" when a run ends, a password in the URI
+    # included (mlflow/tracking/_tracking_service/client.py); the project logs URIs redacted.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def start_run(experiment: str, run_id: str | None, run_name: str) -> mlflow.ActiveRun:
@@ -237,13 +240,17 @@ def provenance_tags(data_dir: str | os.PathLike[str] | None) -> dict[str, str]:
 
 
 def log_keras_model(model: Any, sample_x: np.ndarray, target_names: list[str]) -> str:
-    """Log the model with a signature inferred from sample_x; returns the logged model's URI.
+    """Log the model to the active run with a signature inferred from sample_x, as a .keras
+    file, and tag the logged model and the run with that file's sha256 (the checksum every
+    later load and registration checks); returns the logged model's URI.
 
     Loading it needs the danq package (its custom dropout layer), hence the requirement.
     Requirements are given, not inferred: inference reloads the model in a subprocess.
     """
     import mlflow.keras
     from mlflow.models import infer_signature
+
+    from danq.model.integrity import record_model_sha256
 
     predictions = model.predict(sample_x, verbose=0)
     info = mlflow.keras.log_model(
@@ -254,7 +261,9 @@ def log_keras_model(model: Any, sample_x: np.ndarray, target_names: list[str]) -
         pip_requirements=[
             f"{package}=={metadata.version(package)}" for package in ("tensorflow", "keras", "danq")
         ],
+        save_exported_model=False,  # a .keras file: the only format danq loads
     )
+    record_model_sha256(mlflow.MlflowClient(), info.model_uri)
     return info.model_uri
 
 

@@ -142,3 +142,65 @@ def test_cli_copies_metrics_and_plot_tables_for_dvc(
     assert (tmp_path / "report" / "comparison.md").exists()
     assert main([*common, *report, "--plots-dir", "tables"]) == 0
     assert (tmp_path / "tables" / "roc_baseline.csv").exists()
+
+
+def test_evaluation_scores_the_logged_model_once_verified(
+    tiny_shards: Path, tiny_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A training folder whose run logged its model: evaluation scores that logged model (the
+    one registration will pick up), records its sha256, and refuses it once tampered with,
+    before writing anything."""
+    import shutil
+
+    import mlflow
+
+    from danq import tracking
+    from danq.errors import ModelIntegrityError
+    from danq.model.integrity import sha256_file
+    from danq.model.loading import load_model
+
+    monkeypatch.chdir(tmp_path)
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    experiment = tracking.client(store).create_experiment("eval", str(tmp_path / "art"))
+    model = load_model(str(tiny_models / "baseline" / "model.keras"))
+    with tracking.using(store), mlflow.start_run(experiment_id=experiment) as run:
+        logged = tracking.log_keras_model(
+            model, np.zeros((2, 200, 4), np.float32), [f"t{i}" for i in range(16)]
+        )
+    folder = tmp_path / "models" / "baseline"  # run.json alone: no local model.keras
+    folder.mkdir(parents=True)
+    run_info = {"variant": "baseline", "run_id": run.info.run_id}
+    (folder / "run.json").write_text(json.dumps(run_info | {"model_uri": logged}))
+    params = Params.model_validate({"mlflow": {"tracking_uri": store}})
+    shards = str(tiny_shards / "test")
+
+    metrics = evaluate_variant(params, "baseline", str(folder), shards, "eval", None)
+
+    (stored,) = (tmp_path / "art").rglob("data/model.keras")
+    assert metrics["model_source"] == logged
+    assert metrics["model_sha256"] == sha256_file(stored)
+    local = predict_split(model, shards, 32)[1]
+    np.testing.assert_allclose(np.load("eval/predictions.npz")["y_score"], local, rtol=1e-5)
+
+    shutil.copyfile(tiny_models / "random_dropout" / "model.keras", stored)
+    with pytest.raises(ModelIntegrityError, match=f"{logged}: sha256 mismatch"):
+        evaluate_variant(params, "baseline", str(folder), shards, "eval2", None)
+    assert not Path("eval2").exists()
+
+
+def test_a_password_in_the_tracking_uri_stays_out_of_errors(
+    tiny_shards: Path, tiny_models: Path, tmp_path: Path, free_port: int
+) -> None:
+    """MLflow quotes the request URL, userinfo included, in its connection errors."""
+    from danq import tracking
+    from danq.errors import EvaluationError
+
+    folder = tmp_path / "baseline"
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps({"variant": "baseline", "run_id": "abc"}))
+    uri = f"http://danq:s3cret@127.0.0.1:{free_port}"
+    params = Params.model_validate({"mlflow": {"tracking_uri": uri}})
+    with tracking.fail_fast_http(2), pytest.raises(EvaluationError) as refused:
+        evaluate_variant(params, "baseline", str(folder), str(tiny_shards / "test"), "x", None)
+    assert f"http://danq:***@127.0.0.1:{free_port}" in str(refused.value)
+    assert "s3cret" not in str(refused.value)

@@ -23,9 +23,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from danq import tracking
+from danq import artifacts, tracking
 from danq.cli.main import main
 from danq.io import storage
+from danq.model.integrity import verified_sha256
 
 from .manifests import server_behaviour_options
 
@@ -144,9 +145,15 @@ def test_prepare_train_predict_through_gcs(
 
     # The commands leave MLflow's URIs as they found them: later tests never reach this server.
     assert mlflow_uris() == before
+    # Registered as danq promote does: with the sha256 of the file in the bucket, which
+    # danq predict checks before it loads the champion.
+    client = tracking.client(server)
+    digest = verified_sha256(client, run["logged_model_uri"])
     with tracking.using(server):
-        version = mlflow.register_model(run["logged_model_uri"], MODEL_NAME)
-    tracking.client(server).set_registered_model_alias(MODEL_NAME, "champion", version.version)
+        version = mlflow.register_model(
+            run["logged_model_uri"], MODEL_NAME, tags={artifacts.TAG_MODEL_SHA256: digest}
+        )
+    client.set_registered_model_alias(MODEL_NAME, "champion", version.version)
 
     fasta = f"gs://{BUCKET}/input/sequences.fa"
     with storage.open_binary(fasta, "wb") as fh:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from danq import tracking
-from danq.errors import PredictError
+from danq.errors import ModelIntegrityError, PredictError
 from danq.model.loading import is_mlflow_uri, load_model, resolve_target_names
 
 
@@ -44,35 +44,36 @@ def test_models_from_files(model_file: Path, tmp_path: Path) -> None:
         load_model("nowhere.keras")
     other = tmp_path / "model.txt"
     other.write_text("not a model")
-    with pytest.raises(PredictError, match="expected a .keras or .h5 file"):
+    with pytest.raises(PredictError, match="expected a .keras file, an MLflow model folder"):
         load_model(str(other))
     broken = tmp_path / "broken.keras"
     broken.write_bytes(b"not a zip")
-    with pytest.raises(PredictError, match="cannot load"):
+    with pytest.raises(ModelIntegrityError, match="broken.keras is not a Keras v3 archive"):
         load_model(str(broken))
 
 
 def test_mlflow_models_and_their_target_names(
-    model, mlflow_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    model,
+    mlflow_store: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    log_and_register,
 ) -> None:
     import mlflow.keras
 
+    from danq.artifacts import TAG_MODEL_SHA256
+    from danq.model.integrity import record_model_sha256
+
     client = tracking.client(mlflow_store)
     experiment = client.create_experiment("load", artifact_location=(tmp_path / "art").as_uri())
-    with tracking.using(mlflow_store), mlflow.start_run(experiment_id=experiment) as active:
-        info = mlflow.keras.log_model(
-            model,
-            name="model",
-            registered_model_name="tiny",
-            metadata={"target_names": ["CTCF", "GATA1", "noise"]},
-            pip_requirements=["keras"],  # skips slow requirement inference
-        )
-    client.set_registered_model_alias("tiny", "champion", info.registered_model_version)
+    names = ["CTCF", "GATA1", "noise"]
+    first = log_and_register(mlflow_store, model, experiment, "tiny", names)
+    client.set_registered_model_alias("tiny", "champion", first.version)
     global_uri = mlflow.get_tracking_uri()
     uri_variables = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
     environment = [os.environ.get(name) for name in uri_variables]
 
-    by_run = load_model(f"runs:/{active.info.run_id}/model", mlflow_store)
+    by_run = load_model(f"runs:/{first.run_id}/model", mlflow_store)
     assert by_run.input_shape == (None, 60, 4)
     assert load_model("models:/tiny@champion", mlflow_store).output_shape == (None, 3)
     with pytest.raises(PredictError, match="models:/absent@champion"):
@@ -87,10 +88,11 @@ def test_mlflow_models_and_their_target_names(
     # Without model metadata, names come from the registered version's tags, then the run's.
     with tracking.using(mlflow_store), mlflow.start_run(experiment_id=experiment):
         mlflow.set_tag("target_names", json.dumps(["r0", "r1", "r2"]))
-        bare = mlflow.keras.log_model(
-            model, name="model", registered_model_name="tiny", pip_requirements=["keras"]
-        )
-    version = bare.registered_model_version
+        bare = mlflow.keras.log_model(model, name="model", pip_requirements=["keras"])
+        sha256 = record_model_sha256(client, bare.model_uri)
+        version = mlflow.register_model(
+            bare.model_uri, "tiny", tags={TAG_MODEL_SHA256: sha256}
+        ).version
     assert resolve_target_names(
         3, model_uri=f"models:/tiny/{version}", tracking_uri=mlflow_store
     ) == (

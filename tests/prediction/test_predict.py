@@ -249,20 +249,14 @@ def test_predict_with_registered_champion(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     write_fasta,
+    log_and_register,
 ) -> None:
-    import mlflow.keras
+    import mlflow
 
     client = tracking.client(mlflow_store)
     experiment = client.create_experiment("predict", artifact_location=(tmp_path / "art").as_uri())
-    with tracking.using(mlflow_store), mlflow.start_run(experiment_id=experiment):
-        info = mlflow.keras.log_model(
-            model,
-            name="model",
-            registered_model_name="tiny",
-            metadata={"target_names": ["CTCF", "GATA1", "noise"]},
-            pip_requirements=["keras"],  # skips slow requirement inference
-        )
-    client.set_registered_model_alias("tiny", "champion", info.registered_model_version)
+    version = log_and_register(mlflow_store, model, experiment, "tiny", ["CTCF", "GATA1", "noise"])
+    client.set_registered_model_alias("tiny", "champion", version.version)
     fasta = write_fasta(tmp_path / "in.fa", {"r1": random_dna(80, 5), "r2": "ACGTN" * 4})
     # The command finds the store from its settings alone, and leaves MLflow's globals alone.
     global_uri = mlflow.get_tracking_uri()
@@ -281,7 +275,8 @@ def test_predict_with_registered_champion(
 
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "models:/tiny@champion" in out
+    assert f"models:/tiny@champion = models:/tiny/{version.version}, sha256 " in out
+    assert " verified" in out
     assert "target names from the MLflow model's metadata" in out
     header, _, scores = read_tsv(tmp_path / "reg.tsv")
     assert header[3:] == ["CTCF", "GATA1", "noise"]

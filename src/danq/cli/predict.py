@@ -4,26 +4,33 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
 from danq.config import WINDOW_POLICIES, Params
 from danq.errors import PredictError
 
+if TYPE_CHECKING:
+    from danq.model.integrity import VerifiedModel
+
 
 def cmd_predict(args: argparse.Namespace, params: Params) -> int:
     from danq import predict, tracking
-    from danq.model.loading import load_model, resolve_target_names
+    from danq.model.loading import load_verified_model, resolve_target_names
 
     model_uri = args.model or f"models:/{params.mlflow.registered_model}@champion"
     tracking_uri = tracking.resolve_uri(params.mlflow)
     batch_size = args.batch_size or params.evaluate.batch_size
     started = time.monotonic()
-    model = load_model(model_uri, tracking_uri)
+    # Verified before anything is read or written: a refused model leaves no output.
+    loaded = load_verified_model(model_uri, tracking_uri, args.model_sha256)
+    model = loaded.model
     names, names_source = resolve_target_names(
         predict.model_n_targets(model),
         names_file=args.target_names,
-        model_uri=model_uri,
+        model_uri=loaded.source,  # the version loaded, even if the alias has moved since
         tracking_uri=tracking_uri,
         data_dir=params.paths.data_dir,
+        model_metadata=loaded.metadata,
     )
     seq_len = predict.model_seq_len(model)
     deepsea = predict.is_deepsea_input(args.input)
@@ -40,10 +47,18 @@ def cmd_predict(args: argparse.Namespace, params: Params) -> int:
             policy += f", stride {args.stride or seq_len}"
     print(
         f"wrote {rows} rows x {len(names)} targets to {args.out} in "
-        f"{time.monotonic() - started:.1f} s (model {model_uri}; {policy}; both strands "
-        f"averaged; target names from {names_source})"
+        f"{time.monotonic() - started:.1f} s (model {describe(loaded)}; {policy}; both "
+        f"strands averaged; target names from {names_source})"
     )
     return 0
+
+
+def describe(loaded: VerifiedModel) -> str:
+    """The model as asked for, the version it resolved to, and its sha256 and whether it was
+    checked."""
+    pinned = f" = {loaded.source}" if loaded.source != loaded.uri else ""
+    checked = "verified" if loaded.verified else "not checked: no --model-sha256"
+    return f"{loaded.uri}{pinned}, sha256 {loaded.sha256} {checked}"
 
 
 def check_options(args: argparse.Namespace, batch_size: int, seq_len: int, deepsea: bool) -> None:
@@ -77,7 +92,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--model",
         help="model URI: models:/<name>@<alias>, models:/<name>/<version>, runs:/<id>/model, "
         "an MLflow model folder or a .keras file (default: models:/<mlflow.registered_model>"
-        "@champion)",
+        "@champion). Registered and logged models load only if their file matches the sha256 "
+        "recorded in the registry",
+    )
+    predict.add_argument(
+        "--model-sha256",
+        help="expected sha256 of a local --model (.keras file, or the .keras file of an MLflow "
+        "model folder); without it a local model is loaded unchecked",
     )
     predict.add_argument(
         "--input",

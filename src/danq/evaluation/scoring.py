@@ -25,10 +25,13 @@ from danq.data.targets import shard_target_table
 from danq.errors import DataError, EvaluationError
 from danq.evaluation.metrics import json_safe, per_target_auroc_aupr, summarise
 from danq.io import storage
-from danq.model.loading import load_model
+from danq.model.integrity import error_text
+from danq.model.loading import load_model, load_verified_model
 
 if TYPE_CHECKING:
     import keras
+
+    from danq.model.integrity import VerifiedModel
 
 RUN_ARTIFACT_PATH = "evaluation"  # where the evaluation files go among the run's artifacts
 
@@ -131,7 +134,8 @@ def predict_uri(
     model_uri: str, shard_dir: str, batch_size: int, rows: np.ndarray | None = None
 ) -> np.ndarray:
     """RC-averaged test scores of the model at model_uri (e.g. the current champion); an
-    MLflow URI resolves against the fluent API's tracking server (see tracking.using).
+    MLflow URI resolves against the fluent API's tracking server (see tracking.using), and
+    its file must match the sha256 recorded in the registry before anything is scored.
     rows: only those forward sequences (see predict_split)."""
     return predict_split(load_model(model_uri), shard_dir, batch_size, rows)[1]
 
@@ -186,17 +190,21 @@ def evaluate_variant(
     Target names come from the shards (targets.json); data_dir, when given, must agree.
     """
     run_info = artifacts.read_json(Path(model_dir, artifacts.RUN_FILE))
-    # Names first: disagreeing data is refused before hours of scoring, not after.
+    # Names, the training run and the model's checksum first: disagreeing data, another
+    # store or a tampered model are refused before hours of scoring, not after.
     names, categories = shard_target_table(read_manifest(shard_dir).n_targets, shard_dir, data_dir)
-    model = load_model(storage.join(model_dir, artifacts.MODEL_FILE))
-    y_true, y_score = predict_split(model, shard_dir, params.evaluate.batch_size)
+    tracking_uri = tracking.resolve_uri(params.mlflow)
+    run_id = run_info.get("run_id")
+    provenance = _provenance(tracking_uri, run_id)
+    loaded = load_candidate(run_info, model_dir, tracking_uri)
+    y_true, y_score = predict_split(loaded.model, shard_dir, params.evaluate.batch_size)
     auroc, aupr = per_target_auroc_aupr(y_true, y_score)
     summary = summarise(auroc, aupr, categories)
-    run_id = run_info.get("run_id")
-    tracking_uri = tracking.resolve_uri(params.mlflow)
     metrics = {
         "variant": variant,
         "model_uri": run_info.get("model_uri"),
+        "model_source": loaded.source,
+        "model_sha256": loaded.sha256,
         "mlflow_run_id": run_id,
         "n_test": int(len(y_true)),
         "n_targets": int(y_true.shape[1]),
@@ -204,7 +212,7 @@ def evaluate_variant(
             k: summary[k] for k in ("auroc", "aupr", "n_scoreable", "n_skipped", "skipped")
         },
         "categories": summary["categories"],
-        **_provenance(tracking_uri, run_id),
+        **provenance,
     }
     out = Path(out_dir)
     _write_predictions(out / artifacts.PREDICTIONS_FILE, y_true, y_score)
@@ -217,6 +225,19 @@ def evaluate_variant(
     write_metrics(out / artifacts.METRICS_FILE, metrics)
     _log_to_mlflow(tracking_uri, metrics, out)
     return metrics
+
+
+def load_candidate(run_info: dict[str, Any], model_dir: str, tracking_uri: str) -> VerifiedModel:
+    """The trained model to score.
+
+    When training logged it (run.json's model_uri), the logged model, once its file matches
+    the sha256 recorded at logging: the bytes scored are the bytes registration verifies and
+    registers, and metrics.json carries their sha256. A folder without an MLflow record
+    (a model saved by hand): its model.keras, in safe mode, with no checksum to compare."""
+    model_uri = run_info.get("model_uri")
+    if model_uri:
+        return load_verified_model(model_uri, tracking_uri)
+    return load_verified_model(storage.join(model_dir, artifacts.MODEL_FILE))
 
 
 def write_metrics(path: str | os.PathLike[str], metrics: dict[str, Any]) -> None:
@@ -283,7 +304,8 @@ def _provenance(tracking_uri: str, run_id: str | None) -> dict[str, str | None]:
         tags = tracking.client(tracking_uri).get_run(run_id).data.tags
     except MlflowException as err:
         raise EvaluationError(
-            f"training run {run_id} is not in the MLflow store {tracking_uri} ({err.message}); "
+            f"training run {run_id} is not in the MLflow store {tracking.redact_uri(tracking_uri)} "
+            f"({error_text(err)}); "
             "the model was trained against another store: train again (dvc repro -f train)"
         ) from None
     return {

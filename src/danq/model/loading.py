@@ -1,9 +1,19 @@
 """Loading a trained model, and the names of its targets, from a file, a folder or MLflow.
 
-The one model loader of the project: `danq predict` and `danq evaluate` both go through
-`load_model`. A model is a .keras (or legacy .h5) file, an MLflow model folder, or an MLflow
-URI (models:/<name>@<alias>, models:/<name>/<version>, runs:/<run id>/model or any artifact
-URI), resolved against an explicit tracking server.
+The one model loader of the project: `danq predict`, `danq evaluate`, the pipeline's compare
+and promote's re-scoring of the champion all go through `load_model`, which hands every model
+to danq.model.integrity: Keras safe mode, the project's custom objects only, .keras files only
+(no .h5, no exported SavedModel), and a sha256 check before anything is deserialised.
+
+- MLflow URIs (models:/<name>@<alias>, models:/<name>/<version>, runs:/<run id>/<name>,
+  models:/<logged model id>), resolved against an explicit tracking server: the file must
+  match the sha256 recorded in the registry (the version's tag, or the logged model's).
+- A local .keras file or MLflow model folder: checked against expected_sha256 when given
+  (`danq predict --model-sha256`), else loaded unchecked. A local file has no registry record;
+  a checksum kept beside it would be as writable as the file, so only the caller can vouch
+  for it (a training run's own output, for `danq evaluate`).
+- Any other URI (gs://, mlflow-artifacts:/, file://): refused. Such a folder is shared
+  storage with no registry record; register it, or copy it locally and give its sha256.
 
 Target names come from, in order: an explicit file (one per line), the MLflow model's
 metadata (`metadata={"target_names": [...]}` at `log_model`), the registered model version's
@@ -17,30 +27,34 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from danq import tracking
-from danq.errors import PredictError
+from danq.errors import ModelIntegrityError, PredictError
+from danq.model.integrity import KERAS_SUFFIX, MLMODEL_FILE, VerifiedModel
 
 if TYPE_CHECKING:
     import keras
     import mlflow
 
 TARGET_NAMES_KEY = "target_names"
-MODEL_FILE_SUFFIXES = (".keras", ".h5")
+REFUSED_SUFFIXES = (".h5", ".hdf5")
 # A URI with a scheme (models:/, runs:/, gs://, file://, mlflow-artifacts:/) goes to MLflow.
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")  # 2+ letters: not C:/
+_REGISTRY_URI = re.compile(r"^(models|runs):/")
 _MODELS_ALIAS_URI = re.compile(r"^models:/([^/@]+)@([^/]+)$")
 _MODELS_VERSION_URI = re.compile(r"^models:/([^/@]+)/(\d+)$")
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _REGISTRY_TAGS = "the registered model version's tags"
+_METADATA = "the MLflow model's metadata"
 
 
 def is_mlflow_uri(uri: str) -> bool:
     """Whether uri names an MLflow model (a URI with a scheme or a folder with an MLmodel)."""
-    return bool(_URI_SCHEME.match(uri)) or (Path(uri) / "MLmodel").is_file()
+    return bool(_URI_SCHEME.match(uri)) or (Path(uri) / MLMODEL_FILE).is_file()
 
 
 @contextmanager
@@ -60,45 +74,67 @@ def _mlflow_client(tracking_uri: str | None) -> mlflow.MlflowClient:
     return tracking.client(tracking_uri) if tracking_uri else mlflow.MlflowClient()
 
 
-def load_model(uri: str, tracking_uri: str | None = None) -> keras.Model:
-    """A Keras model (not compiled) from a .keras file, an MLflow model folder or an MLflow URI.
+def load_model(
+    uri: str, tracking_uri: str | None = None, expected_sha256: str | None = None
+) -> keras.Model:
+    """A Keras model (not compiled), verified as described in the module doc."""
+    return load_verified_model(uri, tracking_uri, expected_sha256).model
 
-    MLflow URIs: models:/<name>@<alias>, models:/<name>/<version>, runs:/<run id>/model, or
-    any artifact URI, looked up on the tracking server and registry at tracking_uri (MLflow's
-    default when None). Raises PredictError when the model is missing or unreadable.
-    """
-    import keras
 
-    import danq.model.dropout  # noqa: F401 - registers RandomRateDropout for deserialisation
+def load_verified_model(
+    uri: str, tracking_uri: str | None = None, expected_sha256: str | None = None
+) -> VerifiedModel:
+    """The model at uri and what was verified (the pinned source, its sha256).
 
+    MLflow URIs are looked up on the tracking server and registry at tracking_uri (MLflow's
+    default when None); expected_sha256 applies to local files and folders only. Raises
+    ModelIntegrityError for a checksum or format problem, PredictError when the model is
+    missing or unreadable."""
+    from danq.model import integrity
+
+    if expected_sha256 is not None and not _SHA256.match(expected_sha256):
+        raise PredictError(f"expected sha256 {expected_sha256!r}: not 64 hexadecimal digits")
     path = Path(uri)
-    if path.is_file():
-        if path.suffix not in MODEL_FILE_SUFFIXES:
-            raise PredictError(
-                f"model {uri}: expected a {' or '.join(MODEL_FILE_SUFFIXES)} file, an MLflow "
-                "model folder or an MLflow URI"
+    if path.is_file() or (path / MLMODEL_FILE).is_file():
+        if path.is_file() and path.suffix.lower() in REFUSED_SUFFIXES:
+            raise ModelIntegrityError(
+                f"model {uri}: legacy HDF5 (.h5) models are not loaded: Keras safe mode does "
+                "not cover them; save the model again as .keras (model.save('model.keras'))"
             )
-        try:
-            return keras.saving.load_model(path, compile=False)
-        except (OSError, TypeError, ValueError) as err:
-            raise PredictError(f"model {uri}: cannot load: {err}") from None
+        if path.is_file() and path.suffix != KERAS_SUFFIX:
+            raise PredictError(
+                f"model {uri}: expected a .keras file, an MLflow model folder or an MLflow URI"
+            )
+        return integrity.load_local(path, expected_sha256)
     if not is_mlflow_uri(uri):
         raise PredictError(
             f"model {uri}: no such file or MLflow model folder, and not an MLflow URI "
             "(models:/<name>@<alias>, models:/<name>/<version>, runs:/<run id>/model)"
         )
-    import mlflow.keras
+    if not _REGISTRY_URI.match(uri):
+        raise ModelIntegrityError(
+            f"model {tracking.redact_uri(uri)}: not a registered or logged model, so there is "
+            "no recorded sha256 "
+            "to check it against; register it (danq promote), or copy it to a local folder "
+            "and give its expected sha256"
+        )
+    if expected_sha256 is not None:
+        raise PredictError(
+            f"model {uri}: an expected sha256 applies to local files; a registered or logged "
+            "model is checked against the sha256 recorded in the registry"
+        )
     from mlflow.exceptions import MlflowException
 
     try:
-        with _mlflow_scope(tracking_uri):
-            return mlflow.keras.load_model(uri, load_model_kwargs={"compile": False})
-    except (MlflowException, OSError) as err:
+        return integrity.load_verified(_mlflow_client(tracking_uri), uri)
+    except MlflowException as err:
         raise PredictError(f"model {uri}: cannot load: {_mlflow_message(err)}") from None
 
 
 def _mlflow_message(err: Exception) -> str:
-    return getattr(err, "message", None) or str(err)
+    from danq.model.integrity import error_text
+
+    return error_text(err)
 
 
 def _parse_names(value: object, source: str) -> list[str]:
@@ -114,7 +150,7 @@ def _name_sources(uri: str, tracking_uri: str | None) -> list[tuple[str, dict[st
 
     with _mlflow_scope(tracking_uri):
         info = mlflow.models.get_model_info(uri)
-    sources = [("the MLflow model's metadata", info.metadata or {})]
+    sources = [(_METADATA, info.metadata or {})]
     if not uri.startswith(("models:/", "runs:/")):
         return sources
     client = _mlflow_client(tracking_uri)
@@ -129,14 +165,19 @@ def _name_sources(uri: str, tracking_uri: str | None) -> list[tuple[str, dict[st
     return sources
 
 
-def mlflow_target_names(uri: str, tracking_uri: str | None = None) -> tuple[list[str], str] | None:
+def mlflow_target_names(
+    uri: str, tracking_uri: str | None = None, metadata: Mapping[str, Any] | None = None
+) -> tuple[list[str], str] | None:
     """Target names stored with an MLflow model, and where they were found; None if absent.
 
-    Registry and run records are consulted for models:/ and runs:/ URIs only: a copied model
-    folder may name a run that the current tracking server does not hold.
+    metadata: the model's MLmodel metadata when the caller has it already. Registry and run
+    records are consulted for models:/ and runs:/ URIs only: a copied model folder may name a
+    run that the current tracking server does not hold.
     """
     from mlflow.exceptions import MlflowException
 
+    if metadata and TARGET_NAMES_KEY in metadata:
+        return _parse_names(metadata[TARGET_NAMES_KEY], f"{uri} {_METADATA}"), _METADATA
     try:
         for source, values in _name_sources(uri, tracking_uri):
             if TARGET_NAMES_KEY in values:
@@ -163,9 +204,15 @@ def resolve_target_names(
     model_uri: str | None = None,
     tracking_uri: str | None = None,
     data_dir: str | os.PathLike[str] | None = None,
+    model_metadata: Mapping[str, Any] | None = None,
 ) -> tuple[list[str], str]:
-    """The model's target names and where they came from (see the module doc for the order)."""
-    names, source = _find_target_names(n_targets, names_file, model_uri, tracking_uri, data_dir)
+    """The model's target names and where they came from (see the module doc for the order).
+
+    model_metadata: the MLmodel metadata of the model loaded from model_uri
+    (VerifiedModel.metadata), so that it is not fetched again."""
+    names, source = _find_target_names(
+        n_targets, names_file, model_uri, tracking_uri, data_dir, model_metadata
+    )
     bad = [n for n in names if not n or any(c in n for c in "\t\r\n")]
     if bad:
         raise PredictError(f"{source}: target name {bad[0]!r} is empty or holds a tab or newline")
@@ -178,6 +225,7 @@ def _find_target_names(
     model_uri: str | None,
     tracking_uri: str | None,
     data_dir: str | os.PathLike[str] | None,
+    model_metadata: Mapping[str, Any] | None,
 ) -> tuple[list[str], str]:
     if names_file is not None:
         names = read_target_names(names_file)
@@ -187,7 +235,7 @@ def _find_target_names(
             )
         return names, str(names_file)
     if model_uri is not None and is_mlflow_uri(model_uri):
-        stored = mlflow_target_names(model_uri, tracking_uri)
+        stored = mlflow_target_names(model_uri, tracking_uri, model_metadata)
         if stored is not None and len(stored[0]) == n_targets:
             return stored
         if stored is not None:
