@@ -231,6 +231,21 @@ class PromoteConfig(_Strict):
         20_000, ge=100, description="rows the bootstrap subsamples to (None: all test rows)"
     )
     max_retries: int = Field(3, ge=0)
+    # The registry lock (danq.promotion.lock) around every alias move.
+    lock_expiry_s: float = Field(
+        300.0,
+        ge=10.0,
+        le=86_400.0,
+        description="seconds a registry lock is honoured; after that another command may "
+        "break it (a move takes seconds, so this only matters after a crash)",
+    )
+    lock_wait_s: float = Field(
+        120.0,
+        ge=0.0,
+        le=86_400.0,
+        description="seconds a registry command waits for a lock held by another command "
+        "before it fails",
+    )
 
 
 StudyArm = Literal["baseline", "run", "epoch", "batch"]

@@ -1,27 +1,35 @@
-"""Registry and promotion against a real `mlflow server` on 127.0.0.1 with real Keras models.
-
-Candidates are tiny Keras models (4 inputs -> 5 sigmoid targets) whose weights are the true
-weights of a synthetic task plus a fixed perturbation: the larger it is, the worse the model.
-They are logged as runs with mlflow.keras.log_model, as training does, and the champion is
-re-scored by loading it back from the registry.
-"""
+"""Registry and promotion against a real `mlflow server` (SQLite, no authentication) on
+127.0.0.1 with real Keras models (tests/promotion/tiny.py). The registry as deployed
+(PostgreSQL, basic auth) is exercised in test_safe_moves.py and test_deployed_registry.py."""
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+import uuid
 from pathlib import Path
 
-import numpy as np
 import pytest
 import requests
-import yaml
 
-from danq import artifacts, tracking
+from danq.artifacts import (
+    TAG_ALIAS_MOVE,
+    TAG_MODEL_SHA256,
+    TAG_REPLACED_VERSION,
+    TAG_ROLLED_BACK,
+)
 from danq.cli.main import main
 from danq.config import VARIANTS, PromoteConfig
-from danq.errors import AliasMoveError, RegistryUnavailable
+from danq.errors import (
+    AliasMoveError,
+    ChampionChanged,
+    ModelIntegrityError,
+    RegistryLocked,
+    RegistryUnavailable,
+)
+from danq.promotion import lock, moves
 from danq.promotion.decide import array_md5
 from danq.promotion.promote import promote_candidates
 from danq.promotion.registry import (
@@ -30,13 +38,21 @@ from danq.promotion.registry import (
     RetryingClient,
     aliases,
     connect,
-    promote,
     register_candidate,
-    rollback,
 )
 
-N_ROWS, N_INPUTS, N_TARGETS = 1500, 4, 5
-CFG = PromoteConfig(bootstrap_samples=200, min_macro_auroc=0.55)
+from .tiny import (
+    FailingClient,
+    log_models,
+    make_task,
+    make_versions,
+    predict_fn,
+    version_sources,
+    write_params,
+    write_round,
+)
+
+CFG = PromoteConfig(bootstrap_samples=200, min_macro_auroc=0.55, lock_wait_s=5)
 # Perturbation size of each logged model's weights: 0 is the true model.
 MODELS = {
     "r1_baseline": 1.0,
@@ -49,72 +65,14 @@ MODELS = {
 
 
 @pytest.fixture(scope="module")
-def task() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(N_ROWS, N_INPUTS)).astype(np.float32)
-    weights = rng.normal(size=(N_INPUTS, N_TARGETS))
-    labels = (x @ weights + rng.logistic(size=(N_ROWS, N_TARGETS)) > 1.5).astype(np.uint8)
-    return {"x": x, "y": labels, "weights": weights, "direction": rng.normal(size=weights.shape)}
+def task():
+    return make_task()
 
 
 @pytest.fixture(scope="module")
 def logged(server: str, task) -> dict[str, dict]:
     """The models of MODELS logged as runs on the server: run_id, model_uri, test scores."""
-    import keras
-    import mlflow
-
-    out = {}
-    with tracking.using(server):
-        experiment = mlflow.set_experiment("danq-test")
-        for key, perturbation in MODELS.items():
-            model = keras.Sequential(
-                [keras.Input((N_INPUTS,)), keras.layers.Dense(N_TARGETS, activation="sigmoid")]
-            )
-            kernel = task["weights"] + perturbation * task["direction"]
-            model.set_weights([kernel.astype(np.float32), np.zeros(N_TARGETS, np.float32)])
-            with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=key) as run:
-                mlflow.keras.log_model(model, name="model", pip_requirements=["tensorflow"])
-            out[key] = {
-                "run_id": run.info.run_id,
-                "model_uri": f"runs:/{run.info.run_id}/model",
-                "y_score": model.predict(task["x"], verbose=0),
-            }
-    return out
-
-
-def predict_fn(task):
-    """Score a registered model on the test inputs after loading it back from the server.
-
-    The champion's models:/ URI resolves only if promotion points MLflow's fluent API at the
-    registry's server while it scores: nothing else here does."""
-    import mlflow.keras
-
-    return lambda model_uri: mlflow.keras.load_model(model_uri).predict(task["x"], verbose=0)
-
-
-def write_round(folder: Path, task, logged, round_name: str) -> Path:
-    """build/eval/<variant>/{metrics.json,predictions.npz} for one round's two candidates."""
-    for variant in VARIANTS:
-        entry = logged[f"{round_name}_{variant}"]
-        out = folder / variant
-        out.mkdir(parents=True)
-        (out / artifacts.METRICS_FILE).write_text(
-            json.dumps(
-                {
-                    "variant": variant,
-                    "model_uri": entry["model_uri"],
-                    "mlflow_run_id": entry["run_id"],
-                    "n_test": N_ROWS,
-                    "n_targets": N_TARGETS,
-                    "data_md5": "d41d8cd9",
-                    "git_commit": f"commit-{round_name}",
-                }
-            )
-        )
-        np.savez_compressed(
-            out / artifacts.PREDICTIONS_FILE, y_true=task["y"], y_score=entry["y_score"]
-        )
-    return folder
+    return log_models(server, "danq-test", task, MODELS)
 
 
 def test_worse_round_keeps_champion_better_round_moves_it_rollback_restores(
@@ -126,15 +84,17 @@ def test_worse_round_keeps_champion_better_round_moves_it_rollback_restores(
     client = RetryingClient(server, max_retries=1)
     plain = MlflowClient(server)
 
-    def promotion_round(round_name: str):
-        eval_dir = write_round(tmp_path / round_name / "eval", task, logged, round_name)
+    def promotion_round(round_name: str, out: str | None = None):
+        eval_dir = tmp_path / round_name / "eval"
+        if not eval_dir.exists():
+            write_round(eval_dir, task, logged, round_name)
         return promote_candidates(
             client,
             name,
             CFG,
             eval_dir,
             list(VARIANTS),
-            tmp_path / round_name / "promote",
+            tmp_path / round_name / (out or "promote"),
             predict_fn(task),
             seed=7,
         )
@@ -159,6 +119,11 @@ def test_worse_round_keeps_champion_better_round_moves_it_rollback_restores(
     assert float(version.tags["metric.aupr"]) == pytest.approx(
         first.verdict("random_dropout").metrics["aupr"], abs=1e-6
     )
+    # Registration recorded the model file's sha256, the one logging recorded.
+    run_sha = plain.get_run(version.run_id).data.tags[TAG_MODEL_SHA256]
+    assert version.tags[TAG_MODEL_SHA256] == run_sha and len(run_sha) == 64
+    assert version.tags[TAG_REPLACED_VERSION] == "none"
+    assert TAG_ALIAS_MOVE not in plain.get_registered_model(name).tags
 
     # Round 2, a worse configuration: registered and tagged, but champion does not move.
     second = promotion_round("r2")
@@ -191,73 +156,81 @@ def test_worse_round_keeps_champion_better_round_moves_it_rollback_restores(
     assert third.verdict("random_dropout").vs_champion.ci_low > 0
     new_v = third.verdict("random_dropout").registered_version
     assert aliases(client, name) == {CHAMPION: new_v, PREVIOUS_CHAMPION: champion_v}
+    assert plain.get_model_version(name, new_v).tags[TAG_REPLACED_VERSION] == champion_v
     assert len(plain.search_model_versions(f"name = '{name}'")) == 6
 
-    # Rollback swaps the two aliases; a second rollback swaps them back.
-    assert rollback(client, name) == {CHAMPION: champion_v, PREVIOUS_CHAMPION: new_v}
+    # Rollback swaps the two aliases and tags the version taken off; a second one swaps back.
+    assert moves.rollback(client, name, new_v, CFG) == {
+        CHAMPION: champion_v,
+        PREVIOUS_CHAMPION: new_v,
+    }
+    rolled = json.loads(plain.get_model_version(name, new_v).tags[TAG_ROLLED_BACK])
+    assert rolled["champion"] == champion_v and "pid" in rolled["by"]
     assert (
         plain.get_model_version_by_alias(name, CHAMPION).run_id
         == (logged["r1_random_dropout"]["run_id"])
     )
-    assert rollback(client, name) == {CHAMPION: new_v, PREVIOUS_CHAMPION: champion_v}
+    # A rollback stating the champion it takes off is not repeated by a retry.
+    with pytest.raises(ChampionChanged, match=f"now version {champion_v}, this rollback"):
+        moves.rollback(client, name, new_v, CFG)
+    assert moves.rollback(client, name, champion_v, CFG) == {
+        CHAMPION: new_v,
+        PREVIOUS_CHAMPION: champion_v,
+    }
 
     # Promoting the same round again reuses its versions instead of adding new ones.
-    again = promote_candidates(
-        client,
-        name,
-        CFG,
-        tmp_path / "r3" / "eval",
-        list(VARIANTS),
-        tmp_path / "r3-again",
-        predict_fn(task),
-        seed=7,
-    )
+    again = promotion_round("r3", "again")
     assert again.decision == "keep"  # the champion is this very model: no gain
     assert again.verdict("random_dropout").registered_version == new_v
     assert len(plain.search_model_versions(f"name = '{name}'")) == 6
 
+    # Rolled back once more, its version does not come back by itself: promotion blesses it
+    # against the older champion but keeps the champion, and says why.
+    moves.rollback(client, name, new_v, CFG)
+    kept = promotion_round("r3", "after-rollback")
+    assert kept.verdict("random_dropout").blessed
+    assert (kept.decision, kept.chosen) == ("keep", None)
+    assert f"version {new_v} was rolled back" in kept.reason
+    assert aliases(client, name) == {CHAMPION: champion_v, PREVIOUS_CHAMPION: new_v}
+    assert plain.get_model_version(name, new_v).tags["danq.chosen"] == "false"
 
-class FailingClient:
-    """An MlflowClient whose set_registered_model_alias raises on chosen calls."""
 
-    def __init__(self, inner, should_fail) -> None:
-        self.inner = inner
-        self.should_fail = should_fail  # (call number, alias, version) -> exception or None
-        self.alias_calls: list[tuple[str, str]] = []
-
-    def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
-        self.alias_calls.append((alias, version))
-        error = self.should_fail(len(self.alias_calls), alias, version)
-        if error is not None:
-            raise error
-        self.inner.set_registered_model_alias(name, alias, version)
-
-    def __getattr__(self, name: str):
-        return getattr(self.inner, name)
+FAIL_FAST_VARIABLES = (
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT",
+)
 
 
 @pytest.fixture(scope="module")
-def three_versions(server, logged) -> tuple[str, list[str]]:
-    """A model with versions v1..v3, champion v2 and previous-champion v1."""
-    name = "danq-failures"
-    client = RetryingClient(server, max_retries=0)
+def sources(server, logged) -> list[dict]:
+    """Three logged models, registered once: what each test's own versions are made from."""
     keys = ["r1_baseline", "r1_random_dropout", "r3_random_dropout"]
-    versions = [
-        register_candidate(client, name, logged[k]["model_uri"], {"danq.variant": k}) for k in keys
-    ]
-    promote(client, name, versions[0])
-    promote(client, name, versions[1])
+    client = RetryingClient(server, max_retries=0)
+    return version_sources(client, "danq-sources", {k: logged[k] for k in keys})
+
+
+@pytest.fixture
+def three_versions(server, sources, request) -> tuple[str, list[str]]:
+    """A model of its own with versions v1..v3, champion v2 and previous-champion v1."""
+    name = f"danq-{uuid.uuid4().hex[:8]}"
+    versions = make_versions(server, name, sources)
+    client = RetryingClient(server, max_retries=0)
+    moves.promote(client, name, versions[0], None, CFG)
+    moves.promote(client, name, versions[1], versions[0], CFG)
     return name, versions
 
 
 @pytest.mark.parametrize("failure", ["error", "connection"])
-def test_failure_midway_leaves_aliases_as_they_were(server, three_versions, failure):
+def test_failure_between_the_alias_writes_is_completed_by_the_next_command(
+    server, three_versions, failure, capsys
+):
     from mlflow import MlflowClient
 
     name, (v1, v2, v3) = three_versions
-    before = {CHAMPION: v2, PREVIOUS_CHAMPION: v1}
-    assert aliases(RetryingClient(server, 0), name) == before
-    if failure == "error":  # the second alias call of the move fails once
+    assert aliases(RetryingClient(server, 0), name) == {CHAMPION: v2, PREVIOUS_CHAMPION: v1}
+    if failure == "error":  # the second alias write of the move fails once
         should_fail = lambda n, alias, version: RuntimeError("injected") if n == 2 else None  # noqa: E731
     else:  # the server drops every attempt to move champion
         should_fail = lambda n, alias, version: (  # noqa: E731
@@ -266,26 +239,119 @@ def test_failure_midway_leaves_aliases_as_they_were(server, three_versions, fail
     failing = FailingClient(MlflowClient(server), should_fail)
     client = RetryingClient(server, max_retries=2, client=failing)
 
-    with pytest.raises(AliasMoveError, match="left as they were"):
-        promote(client, name, v3)
-    assert aliases(RetryingClient(server, 0), name) == before
-    # previous-champion was moved first, then put back by the restore.
+    with pytest.raises(AliasMoveError, match="failed part-way .* next registry command completes"):
+        moves.promote(client, name, v3, v2, CFG)
+    # previous-champion first, champion last; nothing written back over the move.
     assert failing.alias_calls[0] == (PREVIOUS_CHAMPION, v2)
-    assert failing.alias_calls[-1] == (PREVIOUS_CHAMPION, v1)
-    if failure == "connection":
-        assert failing.alias_calls.count((CHAMPION, v3)) == 3  # max_retries + 1, then stop
+    assert failing.alias_calls[1:] == [(CHAMPION, v3)] * (1 if failure == "error" else 3)
+    healthy = RetryingClient(server, 0)
+    assert aliases(healthy, name) == {CHAMPION: v2, PREVIOUS_CHAMPION: v2}
+    assert lock.read_lock(healthy, name) is None  # released despite the failure
 
-    failing.alias_calls.clear()
-    with pytest.raises(AliasMoveError, match="left as they were"):
-        rollback(client, name)
-    assert aliases(RetryingClient(server, 0), name) == before
+    # The record of the move says what was meant; the next command completes it first.
+    move, _ = moves.pending_move(healthy, name)
+    assert (move.before, move.after) == (
+        {CHAMPION: v2, PREVIOUS_CHAMPION: v1},
+        {CHAMPION: v3, PREVIOUS_CHAMPION: v2},
+    )
+    capsys.readouterr()
+    assert moves.rollback(healthy, name, v3, CFG) == {CHAMPION: v2, PREVIOUS_CHAMPION: v3}
+    assert "found an unfinished alias move" in capsys.readouterr().err
+    assert moves.pending_move(healthy, name) == (None, None)
+    assert MlflowClient(server).get_model_version(name, v3).tags[TAG_REPLACED_VERSION] == v2
+
+
+def test_failure_at_the_first_alias_write_moves_nothing_and_leaves_no_record(
+    server, three_versions
+):
+    from mlflow import MlflowClient
+
+    name, (v1, v2, v3) = three_versions
+    failing = FailingClient(MlflowClient(server), lambda n, alias, version: RuntimeError("boom"))
+    with pytest.raises(RuntimeError, match="boom"):
+        moves.promote(RetryingClient(server, 0, client=failing), name, v3, v2, CFG)
+    healthy = RetryingClient(server, 0)
+    assert aliases(healthy, name) == {CHAMPION: v2, PREVIOUS_CHAMPION: v1}
+    assert moves.pending_move(healthy, name) == (None, None)
+
+
+def test_a_version_without_its_sha256_is_not_made_champion(server, three_versions):
+    from mlflow import MlflowClient
+
+    name, (v1, v2, v3) = three_versions
+    MlflowClient(server).delete_model_version_tag(name, v3, TAG_MODEL_SHA256)
+    client = RetryingClient(server, 0)
+    with pytest.raises(ModelIntegrityError, match=f"version {v3} .* no danq.model_sha256 tag"):
+        moves.promote(client, name, v3, v2, CFG)
+    with pytest.raises(AliasMoveError, match="has no version 99"):
+        moves.promote(client, name, "99", v2, CFG)
+    assert aliases(client, name) == {CHAMPION: v2, PREVIOUS_CHAMPION: v1}
+
+
+def test_a_held_lock_makes_others_wait_then_fail_and_an_expired_one_is_broken(
+    server, three_versions, capsys
+):
+    name, (v1, v2, v3) = three_versions
+    client = RetryingClient(server, 0)
+    held = lock.acquire(client, name, expiry_s=60, wait_s=0)
+    started = time.monotonic()
+    with pytest.raises(RegistryLocked, match=rf"{name}' is locked .* held by MLflow user .*pid"):
+        moves.promote(client, name, v3, v2, CFG.model_copy(update={"lock_wait_s": 1.0}))
+    assert 1.0 <= time.monotonic() - started < 10
+    lock.release(client, held)
+    assert lock.read_lock(client, name) is None
+
+    # A command that died holding the lock: once expired, the next one breaks it.
+    crashed = lock.acquire(client, name, expiry_s=0.5, wait_s=0)
+    time.sleep(0.6)
+    capsys.readouterr()
+    assert moves.promote(client, name, v3, v2, CFG)[CHAMPION] == v3
+    assert f"broke the expired registry lock of '{name}'" in capsys.readouterr().err
+    assert lock.read_lock(client, name) is None
+    # The crashed command, had it lived on, finds its lock gone and says so.
+    lock.release(client, crashed)
+    assert "had expired and was broken" in capsys.readouterr().err
+
+
+def test_two_threads_promoting_at_once_one_wins_one_is_refused(server, three_versions, monkeypatch):
+    name, (v1, v2, v3) = three_versions
+    # tracking.fail_fast_http sets process-wide variables; threads can interleave its restores.
+    for variable in FAIL_FAST_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    outcomes: dict[str, object] = {}
+    barrier = threading.Barrier(2)
+
+    def promote(version: str) -> None:
+        client = RetryingClient(server, 0)
+        barrier.wait()
+        try:
+            outcomes[version] = moves.promote(client, name, version, v2, CFG)
+        except (ChampionChanged, RegistryLocked) as err:
+            outcomes[version] = err
+
+    threads = [threading.Thread(target=promote, args=(v,)) for v in (v1, v3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [v for v, outcome in outcomes.items() if isinstance(outcome, dict)]
+    assert len(winners) == 1, outcomes
+    (loser,) = {v1, v3} - set(winners)
+    assert isinstance(outcomes[loser], ChampionChanged)
+    assert f"now version {winners[0]}, this promotion decided against version {v2}" in str(
+        outcomes[loser]
+    )
+    assert aliases(RetryingClient(server, 0), name) == {
+        CHAMPION: winners[0],
+        PREVIOUS_CHAMPION: v2,
+    }
 
 
 def test_unreachable_server_fails_fast_and_leaves_aliases(server, task, logged, tmp_path, dead_uri):
     name = "danq-unreachable"
     live = RetryingClient(server, max_retries=0)
     version = register_candidate(live, name, logged["r1_baseline"]["model_uri"], {})
-    promote(live, name, version)
+    moves.promote(live, name, version, None, CFG)
     before = aliases(live, name)
     eval_dir = write_round(tmp_path / "eval", task, logged, "r3")
 
@@ -307,7 +373,7 @@ def test_unreachable_server_fails_fast_and_leaves_aliases(server, task, logged, 
     assert aliases(live, name) == before
 
 
-def test_connect_uses_the_configured_server_or_an_explicit_one(server):
+def test_connect_uses_the_configured_server_and_errors_hide_its_password(server, free_port):
     from danq.config import parse_params
 
     params = parse_params({"mlflow": {"tracking_uri": server}, "promote": {"max_retries": 2}})
@@ -316,19 +382,11 @@ def test_connect_uses_the_configured_server_or_an_explicit_one(server):
     assert client.raw.tracking_uri == server
     assert connect(params, "http://127.0.0.1:1").tracking_uri == "http://127.0.0.1:1"
 
-
-def write_params(tmp_path: Path, tracking_uri: str, name: str) -> str:
-    path = tmp_path / f"params-{tracking_uri.rsplit(':', 1)[-1]}.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "paths": {"work_dir": str(tmp_path)},
-                "mlflow": {"tracking_uri": tracking_uri, "registered_model": name},
-                "promote": {"bootstrap_samples": 100, "min_macro_auroc": 0.55, "max_retries": 1},
-            }
-        )
-    )
-    return str(path)
+    secret = f"http://ci:hunter2@127.0.0.1:{free_port}"
+    with pytest.raises(RegistryUnavailable) as unreachable:
+        aliases(RetryingClient(secret, max_retries=0), "danq")
+    assert f"http://ci:***@127.0.0.1:{free_port}" in str(unreachable.value)
+    assert "hunter2" not in str(unreachable.value)
 
 
 def mlflow_state() -> tuple[bool, str | None, str | None]:
@@ -345,27 +403,48 @@ def mlflow_state() -> tuple[bool, str | None, str | None]:
 def test_cli_promote_show_rollback(server, task, logged, tmp_path, capsys, dead_uri):
     name = "danq-cli"
     write_round(tmp_path / "eval", task, logged, "r1")
-    params = write_params(tmp_path, server, name)
+    params = write_params(tmp_path / "params.yaml", server, name)
     mlflow_state_before = mlflow_state()
     assert main(["--params", params, "promote"]) == 0
+    # The command leaves no MLflow setting behind for whatever runs next in this process.
+    assert mlflow_state() == mlflow_state_before
     out = capsys.readouterr().out
     assert "promote: random_dropout promoted" in out
     assert "random_dropout - baseline: macro AUPR" in out
     assert "random_dropout: macro AUROC" in out and "[version 2]" in out
-    assert (tmp_path / "promote" / artifacts.BLESSING_FILE).exists()
-    # The command leaves no MLflow setting behind for whatever runs next in this process.
-    assert mlflow_state() == mlflow_state_before
+    blessing = json.loads((tmp_path / "promote" / "blessing.json").read_text())
+    assert blessing["registry"] == {
+        "tracking_uri": server,
+        "model": name,
+        "aliases": {CHAMPION: "2"},
+    }
 
     assert main(["--params", params, "registry", "show"]) == 0
     shown = capsys.readouterr().out
-    assert "2 versions" in shown and "aliases: champion -> " in shown
+    assert "2 versions" in shown and "aliases: champion -> 2" in shown
     assert "random_dropout" in shown and "true" in shown
+    assert "lock:" not in shown and "unfinished" not in shown
 
     assert main(["--params", params, "registry", "rollback"]) == 1
     assert "has no previous-champion to roll back to" in capsys.readouterr().err
 
+    # An operator's move, compare-and-set like promotion's.
+    promote_by_hand = ["--params", params, "registry", "promote", "--version", "1"]
+    assert main([*promote_by_hand, "--expect-champion", "none"]) == 1
+    err = capsys.readouterr().err
+    assert "champion of 'danq-cli' is now version 2, this promotion decided against there " in err
+    assert "nothing moved" in err
+    assert main([*promote_by_hand, "--expect-champion", "2"]) == 0
+    assert "champion 2 -> 1, previous-champion - -> 2" in capsys.readouterr().out
+    assert main(["--params", params, "registry", "rollback", "--expect-champion", "1"]) == 0
+    assert "champion 1 -> 2, previous-champion 2 -> 1" in capsys.readouterr().out
+
+    assert main(["--params", params, "registry", "grant", "--user", "pipeline"]) == 1
+    assert "runs without authentication" in capsys.readouterr().err
+
     started = time.monotonic()
-    assert main(["--params", write_params(tmp_path, dead_uri, name), "promote"]) == 1
+    dead = write_params(tmp_path / "dead.yaml", dead_uri, name)
+    assert main(["--params", dead, "promote"]) == 1
     assert time.monotonic() - started < 30
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: MLflow tracking server at {dead_uri} unreachable after 2 ")

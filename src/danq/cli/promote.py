@@ -1,12 +1,14 @@
-"""`danq promote` and `danq registry show | rollback`."""
+"""`danq promote` and `danq registry show | promote | rollback | grant`."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from typing import TYPE_CHECKING
 
 from danq import artifacts
 from danq.config import VARIANTS, Params
+from danq.errors import ConfigError
 from danq.io import storage
 
 if TYPE_CHECKING:
@@ -14,6 +16,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
     from danq.promotion.decide import Blessing
+    from danq.promotion.registry import RetryingClient
 
 
 def cmd_promote(args: argparse.Namespace, params: Params) -> int:
@@ -56,29 +59,97 @@ def blessing_lines(blessing: Blessing, confidence: float) -> list[str]:
     return lines
 
 
-def cmd_registry_rollback(args: argparse.Namespace, params: Params) -> int:
+def _current(
+    client: RetryingClient, name: str, expect: str | None, params: Params
+) -> tuple[dict[str, str], str | None]:
+    """The aliases now and the champion a move is decided against: --expect-champion ('none':
+    there was no champion), else the champion as it is once any move a failed command left
+    unfinished has been repaired."""
+    from danq.promotion import moves, registry
+
+    if expect is None:
+        now = moves.repair(client, name, params.promote)
+        return now, now.get(registry.CHAMPION)
+    return registry.aliases(client, name), None if expect.lower() == "none" else expect
+
+
+def _alias_change(name: str, before: dict[str, str], after: dict[str, str]) -> str:
     from danq.promotion import registry
+
+    changes = ", ".join(
+        f"{alias} {before.get(alias) or '-'} -> {after.get(alias) or '-'}"
+        for alias in (registry.CHAMPION, registry.PREVIOUS_CHAMPION)
+    )
+    return f"{name}: {changes}"
+
+
+def cmd_registry_promote(args: argparse.Namespace, params: Params) -> int:
+    from danq.promotion import moves, registry
 
     client = registry.connect(params)
     name = args.model or params.mlflow.registered_model
-    before = registry.aliases(client, name)
-    after = registry.rollback(client, name)
-    print(
-        f"{name}: {registry.CHAMPION} {before.get(registry.CHAMPION)} -> "
-        f"{after.get(registry.CHAMPION)}, "
-        f"{registry.PREVIOUS_CHAMPION} -> {after.get(registry.PREVIOUS_CHAMPION)}"
+    before, expected = _current(client, name, args.expect_champion, params)
+    after = moves.promote(client, name, args.version, expected, params.promote)
+    print(_alias_change(name, before, after))
+    record = moves.rolled_back(client, name, args.version)
+    if record is not None:
+        print(f"note: version {args.version} had been rolled back ({record})")
+    return 0
+
+
+def cmd_registry_rollback(args: argparse.Namespace, params: Params) -> int:
+    from danq.promotion import moves, registry
+
+    client = registry.connect(params)
+    name = args.model or params.mlflow.registered_model
+    before, expected = _current(client, name, args.expect_champion, params)
+    after = moves.rollback(client, name, expected, params.promote)
+    print(_alias_change(name, before, after))
+    return 0
+
+
+def cmd_registry_grant(args: argparse.Namespace, params: Params) -> int:
+    from danq.promotion import registry
+    from danq.promotion.grants import grant
+
+    password = None
+    if args.password_env is not None:
+        password = os.environ.get(args.password_env)
+        if not password:
+            raise ConfigError(f"environment variable {args.password_env} is not set or empty")
+    lines = grant(
+        registry.connect(params),
+        args.user,
+        password,
+        args.experiment or params.mlflow.experiment,
+        args.model or params.mlflow.registered_model,
     )
+    print("\n".join(lines))
     return 0
 
 
 def cmd_registry_show(args: argparse.Namespace, params: Params) -> int:
-    from danq.promotion import registry
+    from danq import tracking
+    from danq.promotion import lock, moves, registry
 
     client = registry.connect(params)
     name = args.model or params.mlflow.registered_model
     by_alias = registry.aliases(client, name)
     versions = registry.model_versions(client, name)
-    print(f"registered model {name!r} at {client.tracking_uri}: {len(versions)} versions")
+    print(
+        f"registered model {name!r} at {tracking.redact_uri(client.tracking_uri)}: "
+        f"{len(versions)} versions"
+    )
+    held = lock.read_lock(client, name)
+    if held is not None:
+        print(f"lock: {held.describe()}")
+    move, record = moves.pending_move(client, name)
+    if record is not None:
+        what = move.describe() if move else f"malformed record {record!r}"
+        print(
+            f"unfinished alias move ({what}): under way now if the lock is held, else left by "
+            "a failed command; the next promotion or rollback repairs it"
+        )
     if versions:
         print("\n".join(version_table(versions, by_alias)))
     return 0
@@ -116,8 +187,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="bless candidates against floors and the champion; move the alias",
         description="Bless each evaluated candidate only if it passes the absolute floors and, "
         "when a champion exists, beats it on the same test split with a paired-bootstrap CI "
-        "above zero and few regressed targets; register every candidate and give the best "
-        "blessed one the alias `champion`. Writes blessing.json.",
+        "above zero and few regressed targets; register every candidate (with its model "
+        "file's sha256, checked against the one recorded at training) and give the best "
+        "blessed one the alias `champion`. The move is compare-and-set under the registry "
+        "lock: if another command moved `champion` since it was scored, nothing moves and the "
+        "command fails (rerun it). A version that was rolled back is not made champion again. "
+        "Writes blessing.json.",
     )
     promote.add_argument("--eval-dir", help="evaluation outputs (default: <paths.work_dir>/eval)")
     promote.add_argument(
@@ -130,15 +205,61 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     promote.set_defaults(handler=cmd_promote)
 
-    registry = commands.add_parser("registry", help="inspect the model registry, roll back")
+    registry = commands.add_parser(
+        "registry",
+        help="inspect the model registry, move or roll back `champion`, grant a user",
+        description="Alias moves take the registry lock (promote.lock_wait_s, "
+        "promote.lock_expiry_s), compare the champion with the one stated, record the move "
+        "before writing and read it back after; a move a failed command left unfinished is "
+        "repaired by the next one.",
+    )
     registry_commands = registry.add_subparsers(
         dest="registry_command", required=True, metavar="COMMAND"
     )
-    rollback = registry_commands.add_parser(
-        "rollback", help="move `champion` back to the previous champion (twice: undo)"
+    show = registry_commands.add_parser(
+        "show", help="versions, aliases and tags; a held lock or an unfinished move"
     )
-    show = registry_commands.add_parser("show", help="versions, aliases and tags")
-    for parser in (rollback, show):
+    move = registry_commands.add_parser(
+        "promote",
+        help="make a version champion by hand (the old champion becomes previous-champion)",
+        description="For operators: champion <- VERSION, previous-champion <- the old champion, "
+        "refused if the champion is not the expected one. The version must carry its model "
+        "file's sha256 (registered by danq promote).",
+    )
+    move.add_argument("--version", required=True, help="registered version to make champion")
+    rollback = registry_commands.add_parser(
+        "rollback",
+        help="swap champion and previous-champion (a second rollback undoes the first)",
+        description="Swap champion and previous-champion; the version taken off is tagged "
+        f"{artifacts.TAG_ROLLED_BACK} (when, by whom) and promotion will not make it champion "
+        "again by itself. Refused if the champion is not the expected one.",
+    )
+    for parser in (move, rollback):
+        parser.add_argument(
+            "--expect-champion",
+            metavar="VERSION|none",
+            help="the champion this move is decided against; refused if it changed "
+            "(default: the champion when the command starts, after repairing a move a failed "
+            "command left unfinished)",
+        )
+    grant = registry_commands.add_parser(
+        "grant",
+        help="give an MLflow user EDIT on the experiment and the registered model (admin)",
+        description="Run with an admin's MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD. "
+        "Creates the user (when --password-env is given and it is missing), the experiment "
+        "(mlflow.experiment) and the registered model when missing, and gives the user EDIT on "
+        "both (a higher permission stays). Idempotent; prints what it did.",
+    )
+    grant.add_argument("--user", required=True, help="MLflow user, e.g. the pipeline's")
+    grant.add_argument(
+        "--password-env",
+        metavar="VAR",
+        help="environment variable holding the password to create the user with",
+    )
+    grant.add_argument("--experiment", help="experiment (default: mlflow.experiment)")
+    for parser in (show, move, rollback, grant):
         parser.add_argument("--model", help="registered model (default: mlflow.registered_model)")
-    rollback.set_defaults(handler=cmd_registry_rollback)
     show.set_defaults(handler=cmd_registry_show)
+    move.set_defaults(handler=cmd_registry_promote)
+    rollback.set_defaults(handler=cmd_registry_rollback)
+    grant.set_defaults(handler=cmd_registry_grant)

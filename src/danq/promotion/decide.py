@@ -348,7 +348,7 @@ def decide(
             else None
         ),
         comparisons=_pairwise(y_true, candidates, cfg, seed),
-        thresholds=cfg.model_dump(exclude={"max_retries"}),
+        thresholds=cfg.model_dump(exclude={"max_retries", "lock_expiry_s", "lock_wait_s"}),
         seed=seed,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )

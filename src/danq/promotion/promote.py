@@ -2,8 +2,11 @@
 
 The decision itself is danq.promotion.decide (arrays in, Blessing out). Here is the I/O around
 it: read each candidate's evaluation outputs, re-score the champion on the candidates' test
-split (so both sides see the same rows), register every candidate, write and log
-blessing.json, and move the aliases.
+split (so both sides see the same rows), register every candidate (with its model file's
+sha256), write and log blessing.json, and move the aliases (danq.promotion.moves) stating the
+champion the decision was made against: if another command moved it meanwhile, nothing moves
+and ChampionChanged says so. A version that was rolled back is not made champion again by
+promotion: the round keeps the champion and says why (an operator can promote it by hand).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 from danq import artifacts, tracking
 from danq.config import PromoteConfig
 from danq.errors import CandidateError
-from danq.promotion import registry
+from danq.promotion import moves, registry
 from danq.promotion.decide import Blessing, CandidateEval, ChampionEval, decide, registry_tags
 from danq.promotion.registry import RetryingClient
 
@@ -102,8 +105,10 @@ def promote_candidates(
     """One promotion round; returns the Blessing also written to <out_dir>/blessing.json.
 
     Order: read candidates, score the champion, decide, write blessing.json (the decision
-    is on disk even if MLflow fails next), register every candidate, move the aliases, then
-    rewrite blessing.json with versions and aliases and log it to each candidate's run.
+    is on disk even if MLflow fails next), register every candidate, move the aliases if the
+    champion is still the one scored (else ChampionChanged), then rewrite blessing.json with
+    versions and aliases and log it to each candidate's run. Keeping the champion also takes
+    the registry lock, to repair a move a failed command left unfinished.
     version_tags: further tags of every registered version (a pipeline run's lineage).
     """
     y_true, candidates = load_candidates(eval_dir, variants)
@@ -121,17 +126,22 @@ def promote_candidates(
         )
         for v in blessing.candidates
     }
+    expected = champion.version if champion else None
+    if blessing.chosen is not None and versions[blessing.chosen] != expected:
+        blessing = _unless_rolled_back(
+            client, registered_model, blessing, versions[blessing.chosen]
+        )
     if blessing.chosen is not None:
-        aliases = registry.promote(client, registered_model, versions[blessing.chosen])
+        aliases = moves.promote(client, registered_model, versions[blessing.chosen], expected, cfg)
     else:
-        aliases = registry.aliases(client, registered_model)
+        aliases = moves.repair(client, registered_model, cfg)
     blessing = replace(
         blessing,
         candidates=[
             replace(v, registered_version=versions[v.variant]) for v in blessing.candidates
         ],
         registry={
-            "tracking_uri": client.tracking_uri,
+            "tracking_uri": tracking.redact_uri(client.tracking_uri),
             "model": registered_model,
             "aliases": aliases,
         },
@@ -145,3 +155,25 @@ def promote_candidates(
                 verdict.run_id, artifacts.TAG_REGISTERED_VERSION, versions[verdict.variant]
             )
     return blessing
+
+
+def _unless_rolled_back(
+    client: RetryingClient, registered_model: str, blessing: Blessing, version: str
+) -> Blessing:
+    """The blessing, turned into "keep" when its chosen version was rolled back before: a
+    rolled-back model does not return by itself (its version's decision tags say so too)."""
+    record = moves.rolled_back(client, registered_model, version)
+    if record is None:
+        return blessing
+    client.set_model_version_tag(registered_model, version, artifacts.TAG_CHOSEN, "false")
+    client.set_model_version_tag(registered_model, version, artifacts.TAG_DECISION, "keep")
+    return replace(
+        blessing,
+        decision="keep",
+        chosen=None,
+        reason=(
+            f"{blessing.reason}; but version {version} was rolled back ({record}), so "
+            "promotion does not make it champion again: the champion stays (an operator can "
+            "promote that version by hand)"
+        ),
+    )

@@ -1,21 +1,20 @@
-"""The MLflow model registry: candidate versions, the `champion` alias, promotion and rollback.
+"""The MLflow model registry: the client, candidate versions, and reading the aliases.
 
 No stages: one registered model holds every evaluated candidate as a version, and two aliases
 say which one serves. `champion` is the blessed version in use; `previous-champion` is the one
-it replaced.
+it replaced. Moving them (promotion, rollback, under a lock and compare-and-set) is
+danq.promotion.moves; the lock is danq.promotion.lock.
 
-Rollback swaps the two: champion <- previous-champion and previous-champion <- the version
-that was champion, so a second rollback undoes the first. It is an error when there is no
-previous-champion.
-
-Alias moves are all-or-nothing: the aliases are read first, `champion` is always written last,
-and on any failure every alias touched is put back as it was read. Every MLflow call retries
-on connection errors a bounded number of times, then fails with one line naming the server.
+Every MLflow call retries on connection errors a bounded number of times, then fails with one
+line naming the server; a call the server refuses for lack of a permission fails with the
+user, the object and the permission (danq.promotion.permissions). Every version is registered
+with the sha256 of its model file, checked against the one recorded when it was logged.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -25,8 +24,10 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from danq import tracking
+from danq.artifacts import TAG_MODEL_SHA256
 from danq.config import Params
-from danq.errors import AliasMoveError, RegistryUnavailable
+from danq.errors import RegistryUnavailable
+from danq.promotion import permissions
 
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
@@ -57,18 +58,51 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def report(message: str) -> None:
+    """Tell the operator about something repaired or overridden in the registry (stderr)."""
+    print(f"registry: {message}", file=sys.stderr, flush=True)
+
+
+class _NamedRefusals:
+    """An MlflowClient whose calls refused by the server (401, 403) raise
+    RegistryPermissionError naming the user, the object and the permission it lacks."""
+
+    def __init__(self, inner: Any, tracking_uri: str) -> None:
+        self.inner = inner
+        self.named_for = tracking_uri
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.inner, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attribute(*args, **kwargs)
+            except MlflowException as err:
+                refused = permissions.refusal(err, name, args, kwargs, self.named_for)
+                if refused is None:
+                    raise
+                raise refused from err
+
+        return call
+
+
 class RetryingClient:
     """An MlflowClient whose every method retries on connection errors, then fails clearly.
 
     Attempts are max_retries + 1 with backoff 0.5 s, 1 s, 2 s, ... between them; other errors
-    (a missing model, a refused request) are raised at once. `client` replaces the
-    MlflowClient of tracking_uri, e.g. a wrapper that injects failures in tests.
+    (a missing model, a refused request) are raised at once, a refused permission as
+    RegistryPermissionError. `client` replaces the MlflowClient of tracking_uri, e.g. a
+    wrapper that injects failures in tests. `raw` is the client without retries.
     """
 
     def __init__(self, tracking_uri: str, max_retries: int, client: Any | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.max_retries = max_retries
-        self.raw = client if client is not None else tracking.client(tracking_uri)
+        inner = client if client is not None else tracking.client(tracking_uri)
+        self.raw = _NamedRefusals(inner, tracking_uri)
 
     def retrying(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """fn(*args, **kwargs) under fail_fast_http, retried on connection errors."""
@@ -85,8 +119,8 @@ class RetryingClient:
                 attempt += 1
                 if attempt == attempts:
                     raise RegistryUnavailable(
-                        f"MLflow tracking server at {self.tracking_uri} unreachable after "
-                        f"{attempts} attempts: {_one_line(cause)}"
+                        f"MLflow tracking server at {tracking.redact_uri(self.tracking_uri)} "
+                        f"unreachable after {attempts} attempts: {_one_line(cause)}"
                     ) from exc
                 time.sleep(BACKOFF_S * 2 ** (attempt - 1))
 
@@ -118,9 +152,13 @@ def _not_found(err: MlflowException) -> bool:
 
 
 def aliases(client: RetryingClient, name: str) -> dict[str, str]:
-    """Alias -> version of the registered model; empty when the model does not exist yet."""
+    """Alias -> version of the registered model; empty when the model does not exist yet.
+
+    Versions as strings: the REST API gives strings, a SQL store read directly (sqlite:) ints.
+    """
     try:
-        return dict(client.get_registered_model(name).aliases)
+        found = client.get_registered_model(name).aliases
+        return {alias: str(version) for alias, version in found.items()}
     except MlflowException as err:
         if _not_found(err):
             return {}
@@ -159,12 +197,20 @@ def _logged_model_source(raw: Any, model_uri: str) -> tuple[str, str, str]:
 def register_candidate(
     client: RetryingClient, name: str, model_uri: str, tags: dict[str, str]
 ) -> str:
-    """Register model_uri as a version of `name` with tags; return the version.
+    """Register model_uri as a version of `name` with tags and the sha256 of its model file;
+    return the version.
 
+    The sha256 is the logged model file's, checked against the one recorded when it was
+    logged (danq.model.integrity.verified_sha256): a file changed since, or a model logged
+    without the record, is refused (ModelIntegrityError) and nothing is registered.
     Registering the same logged model again reuses its version and updates the tags, so a
     rerun of promotion (e.g. after a failure) adds no duplicates. The lookup and the create
     retry together, so a create whose answer was lost is found on the next attempt.
     """
+    from danq.model.integrity import verified_sha256
+
+    sha256 = client.retrying(verified_sha256, client.raw, model_uri)
+    version_tags = {**tags, TAG_MODEL_SHA256: sha256}
 
     def find_or_create() -> str:
         raw = client.raw
@@ -184,75 +230,20 @@ def register_candidate(
             # tracking URI, not the client's: point it at the same server for this call.
             with tracking.using(client.tracking_uri):
                 created = raw.create_model_version(
-                    name, source, run_id=run_id, tags=tags, model_id=model_id, await_creation_for=0
+                    name,
+                    source,
+                    run_id=run_id,
+                    tags=version_tags,
+                    model_id=model_id,
+                    await_creation_for=0,
                 )
-            return created.version
-        version = max(existing, key=lambda v: int(v.version)).version
-        for key, value in tags.items():
+            return str(created.version)  # an int from a SQL store read directly (sqlite:)
+        version = str(max(existing, key=lambda v: int(v.version)).version)
+        for key, value in version_tags.items():
             raw.set_model_version_tag(name, version, key, value)
         return version
 
     return client.retrying(find_or_create)
-
-
-def _apply_alias_moves(
-    client: RetryingClient,
-    name: str,
-    before: dict[str, str],
-    moves: list[tuple[str, str | None]],
-) -> dict[str, str]:
-    """Set (or, for None, delete) aliases in order; on failure restore those touched."""
-    try:
-        for alias, version in moves:
-            if version is not None:
-                client.set_registered_model_alias(name, alias, version)
-            elif alias in before:
-                client.delete_registered_model_alias(name, alias)
-    except Exception as err:
-        touched = [alias for alias, _ in moves]
-        try:
-            now = aliases(client, name)
-            for alias in touched:
-                if before.get(alias) == now.get(alias):
-                    continue
-                if alias in before:
-                    client.set_registered_model_alias(name, alias, before[alias])
-                else:
-                    client.delete_registered_model_alias(name, alias)
-        except Exception as restore_err:
-            raise AliasMoveError(
-                f"moving aliases of {name!r} failed ({err}) and restoring them failed too "
-                f"({restore_err}); they were {before}"
-            ) from err
-        raise AliasMoveError(
-            f"moving aliases of {name!r} failed, aliases left as they were {before}: {err}"
-        ) from err
-    return aliases(client, name)
-
-
-def promote(client: RetryingClient, name: str, version: str) -> dict[str, str]:
-    """champion <- version, previous-champion <- the old champion; returns the new aliases.
-
-    A no-op when version already is the champion.
-    """
-    before = aliases(client, name)
-    old = before.get(CHAMPION)
-    if old == version:
-        return before
-    moves: list[tuple[str, str | None]] = [(PREVIOUS_CHAMPION, old)] if old else []
-    return _apply_alias_moves(client, name, before, [*moves, (CHAMPION, version)])
-
-
-def rollback(client: RetryingClient, name: str) -> dict[str, str]:
-    """Swap champion and previous-champion (see the module docstring); returns the aliases."""
-    before = aliases(client, name)
-    previous = before.get(PREVIOUS_CHAMPION)
-    if previous is None:
-        raise AliasMoveError(
-            f"registered model {name!r} has no {PREVIOUS_CHAMPION} to roll back to"
-        )
-    moves = [(PREVIOUS_CHAMPION, before.get(CHAMPION)), (CHAMPION, previous)]
-    return _apply_alias_moves(client, name, before, moves)
 
 
 def model_versions(client: RetryingClient, name: str) -> list[ModelVersion]:
