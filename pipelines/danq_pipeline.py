@@ -12,10 +12,26 @@ YAML must pass danq.kfp.conformance (the backend's rules) for danq.kfp.backend's
 backend version; `danq pipeline compile` checks it.
 
 `build_pipeline` sets what is fixed at compile time (images, the GCS key secret, the pipeline
-root, and from it the default checkpoint root); `danq_pipeline` is the pipeline built with the
-defaults, compiled into pipelines/danq_pipeline.yaml by `danq pipeline compile`. The run
-parameters' defaults are the package's (danq.config), so a pipeline run and `dvc repro` with
-no params.yaml agree.
+root, and from it the default checkpoint root, the MLflow tracking URI, non-root steps);
+`danq_pipeline` is the pipeline built with the defaults, compiled into
+pipelines/danq_pipeline.yaml by `danq pipeline compile`. The run parameters' defaults are the
+package's (danq.config), so a pipeline run and `dvc repro` with no params.yaml agree.
+
+The MLflow tracking URI is a constant input of each MLflow task, not a run parameter: the
+steps carry the MLflow login of the mlflow-credentials secret, and a run must not be able to
+send it elsewhere (danq.kfp.tracking_uri). kfp.local runs build the pipeline for their own
+store: `build_pipeline(tracking_uri="sqlite:///mlflow.db")(data_uri=..., ...)`.
+
+Pod security. The step images run as a non-root user (danq.kfp.images.IMAGE_UID), on every
+backend. What a pipeline can add depends on the backend (danq.kfp.backend's notes): from KFP
+2.16.0 `non_root=True` sets runAsUser / runAsGroup IMAGE_UID and runAsNonRoot on every step
+(kfp.kubernetes.set_security_context), and that backend hardens every step container itself
+(allowPrivilegeEscalation false, drop ALL, seccomp RuntimeDefault); 2.15.0, the project's
+minimum, ignores the field without a word, so it is a compile option (`danq pipeline compile
+--non-root`) whose YAML declares 2.16.0. No backend lets a pipeline set the pod's
+securityContext (fsGroup, supplementalGroups) or readOnlyRootFilesystem, and none sets fsGroup
+itself, so a non-root step cannot write to a freshly provisioned, root-owned volume: the
+staging folder /gcs is an emptyDir (mode 0777), not a generic ephemeral volume.
 """
 
 from kfp import dsl, kubernetes
@@ -31,12 +47,12 @@ from components.scheduling import gpu_node_selector
 from components.train import train
 from components.validate import validate
 from danq.config import VARIANTS, MlflowConfig, ModelConfig, PromoteConfig, TrainConfig
-from danq.kfp.backend import MIN_BACKEND_VERSION
+from danq.kfp.backend import MIN_BACKEND_VERSION, NON_ROOT_BACKEND, requirement
+from danq.kfp.images import IMAGE_UID
 from danq.kfp.lineage import PIPELINE_NAME
 from danq.kfp.staging import STAGING_MOUNT
+from danq.kfp.tracking_uri import CLUSTER_TRACKING_URI, refuse_credentials
 
-# The MLflow Service of infra/k8s/mlflow, as pods of the cluster reach it.
-CLUSTER_TRACKING_URI = "http://mlflow.mlflow.svc.cluster.local:5000"
 TRAIN_DEFAULTS = TrainConfig()
 MODEL_DEFAULTS = ModelConfig()
 MLFLOW_DEFAULTS = MlflowConfig()
@@ -53,10 +69,12 @@ GPU_TOLERATION = dict(key="nvidia.com/gpu", operator="Exists", effect="NoSchedul
 GPU_STEP_RESOURCES = dict(cpu_request="6", cpu_limit="7", memory_request="20G", memory_limit="26G")
 CPU_STEP_RESOURCES = dict(cpu_request="1", cpu_limit="2", memory_request="4G", memory_limit="8G")
 # The launcher copies every input artifact whole into the pod under /gcs/ (the local path of a
-# gs:// pipeline root) and writes outputs there before uploading them. KFP 2.17 cannot request
-# ephemeral-storage (kubeflow/pipelines #11137), so each step that stages data mounts a generic
-# ephemeral volume of this size at /gcs; its temporary files go there too
-# (danq.kfp.staging.scratch_dir).
+# gs:// pipeline root) and writes outputs there before uploading them; the step's temporary
+# files go there too (danq.kfp.staging.scratch_dir). Each step mounts an emptyDir of this size
+# limit at /gcs: writable by the non-root step (a generic ephemeral volume is root-owned, and
+# no KFP backend sets fsGroup). It lives on the node's boot disk, and KFP 2.17 cannot request
+# ephemeral-storage (kubeflow/pipelines #11137): the scheduler reserves nothing, so nodes need
+# the room free; a step that outgrows its limit is evicted, naming the volume.
 # Sizes: the step's inputs and outputs on the DeepSEA bundle (data 24 GB: train.mat 21.7,
 # test.mat 2.2; shards: fit 4.9, test 0.5; model 0.6; full test predictions 2.1), plus room.
 STAGING_SIZES = {
@@ -72,12 +90,16 @@ TRAIN_RETRY = dict(
     num_retries=3, backoff_duration="120s", backoff_factor=2, backoff_max_duration="7200s"
 )
 STEP_RETRY = dict(num_retries=2, backoff_duration="60s", backoff_factor=2)
-DESCRIPTION = (
-    "Train DanQ and random-dropout DanQ, evaluate both, promote the better blessed one. "
-    f"Needs a KFP backend >= {MIN_BACKEND_VERSION}. The committed YAML names placeholder "
-    "images and no pipeline root: recompile with real images and a gs:// pipeline root "
-    "(`make images REGISTRY=...` prints the `danq pipeline compile` line) before upload."
-)
+
+
+def description(min_backend: str) -> str:
+    """The pipeline's description in the KFP UI, declaring the backend it needs."""
+    return (
+        "Train DanQ and random-dropout DanQ, evaluate both, promote the better blessed one. "
+        f"{requirement(min_backend)} The committed YAML names placeholder "
+        "images and no pipeline root: recompile with real images and a gs:// pipeline root "
+        "(`make images REGISTRY=...` prints the `danq pipeline compile` line) before upload."
+    )
 
 
 def _resources(
@@ -100,12 +122,9 @@ def _on_gpu_node(task: PipelineTask, gpu_count, node_selector) -> PipelineTask:
 
 
 def _staging(task: PipelineTask, step: str) -> PipelineTask:
-    kubernetes.add_ephemeral_volume(
-        task,
-        volume_name="staging",
-        mount_path=STAGING_MOUNT,
-        access_modes=["ReadWriteOnce"],
-        size=STAGING_SIZES[step],
+    # Same mount path as the compiler's own /gcs emptyDir: the driver's pod patch replaces it.
+    kubernetes.empty_dir_mount(
+        task, volume_name="staging", mount_path=STAGING_MOUNT, size_limit=STAGING_SIZES[step]
     )
     return task
 
@@ -115,20 +134,35 @@ def build_pipeline(
     cpu_image: str = DEFAULT_CPU_IMAGE,
     gcs_key_secret: str | None = None,
     pipeline_root: str | None = None,
+    tracking_uri: str = CLUSTER_TRACKING_URI,
+    non_root: bool = False,
 ) -> GraphComponent:
     """The pipeline with these compile-time settings. gcs_key_secret: a Kubernetes secret
-    holding key.json for GCS; None (the default) relies on Workload Identity."""
+    holding key.json for GCS; None (the default) relies on Workload Identity. tracking_uri:
+    the MLflow store of every step, without credentials (a local store for kfp.local runs;
+    danq.kfp.pipeline.compile_pipeline admits only http(s) ones). non_root: run every step as
+    IMAGE_UID with runAsNonRoot, declaring KFP backend >= NON_ROOT_BACKEND."""
+    refuse_credentials(tracking_uri)
     default_checkpoint_root = (
         f"{pipeline_root.rstrip('/')}/{CHECKPOINTS_FOLDER}" if pipeline_root else ""
     )
+    min_backend = NON_ROOT_BACKEND if non_root else MIN_BACKEND_VERSION
+
+    def secured(task: PipelineTask) -> PipelineTask:
+        if non_root:
+            kubernetes.set_security_context(
+                task, run_as_user=IMAGE_UID, run_as_group=IMAGE_UID, run_as_non_root=True
+            )
+        return task
 
     def step(
         task: PipelineTask, name: str, mlflow: bool = False, image: str = cpu_image
     ) -> PipelineTask:
-        """Image, staging volume, and the secrets a step needs: never values in code or
-        parameters."""
+        """Image, staging volume, security context, and the secrets a step needs: never values
+        in code or parameters."""
         task.set_container_image(image)
         _staging(task, name)
+        secured(task)
         if mlflow:
             # optional: an MLflow server without authentication needs no secret.
             kubernetes.use_secret_as_env(task, MLFLOW_SECRET, MLFLOW_SECRET_KEYS, optional=True)
@@ -137,7 +171,9 @@ def build_pipeline(
             task.set_env_variable("GOOGLE_APPLICATION_CREDENTIALS", f"{GCS_KEY_MOUNT}/key.json")
         return task
 
-    @dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION, pipeline_root=pipeline_root)
+    @dsl.pipeline(
+        name=PIPELINE_NAME, description=description(min_backend), pipeline_root=pipeline_root
+    )
     def danq_pipeline(
         data_uri: str,
         max_epochs: int = TRAIN_DEFAULTS.max_epochs,
@@ -145,7 +181,6 @@ def build_pipeline(
         model_preset: str = MODEL_DEFAULTS.preset,
         gpu_type: str = "nvidia-l4",
         gpu_count: int = 1,
-        mlflow_tracking_uri: str = CLUSTER_TRACKING_URI,
         registered_model: str = MLFLOW_DEFAULTS.registered_model,
         min_macro_auroc: float = PROMOTE_DEFAULTS.min_macro_auroc,
         min_macro_aupr: float = PROMOTE_DEFAULTS.min_macro_aupr,
@@ -168,7 +203,7 @@ def build_pipeline(
             "prepare",
         )
         _resources(shards, **CPU_STEP_RESOURCES)
-        selector = gpu_node_selector(gpu_type=gpu_type).set_container_image(cpu_image)
+        selector = secured(gpu_node_selector(gpu_type=gpu_type).set_container_image(cpu_image))
         lineage = dict(
             kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             data_uri=data_uri,
@@ -185,7 +220,7 @@ def build_pipeline(
                     batch_size=batch_size,
                     model_preset=model_preset,
                     gpu_count=gpu_count,
-                    mlflow_tracking_uri=mlflow_tracking_uri,
+                    mlflow_tracking_uri=tracking_uri,
                     checkpoint_root=checkpoint_root,
                     resume_key=resume_key,
                     image=gpu_image,
@@ -202,7 +237,7 @@ def build_pipeline(
                 evaluate(
                     model=trained[variant].outputs["model"],
                     test_shards=shards.outputs["test_shards"],
-                    mlflow_tracking_uri=mlflow_tracking_uri,
+                    mlflow_tracking_uri=tracking_uri,
                     overrides=overrides,
                 ),
                 "evaluate",
@@ -213,7 +248,7 @@ def build_pipeline(
             scored[variant].set_retry(**STEP_RETRY).set_display_name(f"evaluate {variant}")
 
         thresholds = dict(
-            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_tracking_uri=tracking_uri,
             registered_model=registered_model,
             min_macro_auroc=min_macro_auroc,
             min_macro_aupr=min_macro_aupr,

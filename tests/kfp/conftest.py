@@ -93,7 +93,6 @@ def resumed_run(
     uri = create_tracking_store(root)
     arguments = dict(
         data_uri=str(tiny_data),
-        mlflow_tracking_uri=uri,
         registered_model=PIPELINE_MODEL,
         min_macro_auroc=0.0,
         min_macro_aupr=0.0,
@@ -102,4 +101,4 @@ def resumed_run(
         overrides=[*tiny_overrides, *LONG_EPOCHS],
         **{**tiny_train, "max_epochs": MAX_EPOCHS},
     )
-    return interrupted_then_resumed(root, arguments, tracking.client(uri))
+    return interrupted_then_resumed(root, uri, arguments, tracking.client(uri))

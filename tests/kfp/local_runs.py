@@ -31,11 +31,11 @@ RUN_PIPELINE = textwrap.dedent(
     """
     import json, sys
     from kfp import local
-    from pipelines.danq_pipeline import danq_pipeline
+    from pipelines.danq_pipeline import build_pipeline
 
     args = json.loads(sys.argv[1])
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=args.pop("root"))
-    danq_pipeline(**args)
+    build_pipeline(tracking_uri=args.pop("tracking_uri"))(**args)
     """
 )
 
@@ -82,7 +82,7 @@ def checkpoint_epoch(state: Path) -> int:
 @dataclass(frozen=True)
 class ResumedRun:
     root: Path
-    uri: str  # the MLflow store
+    uri: str  # the MLflow store, compiled into the pipeline
     arguments: dict[str, Any]  # the pipeline's
     durable: Path  # the baseline training's folder under checkpoint_root
     killed_at: int  # the last finished epoch when killed
@@ -91,10 +91,11 @@ class ResumedRun:
     run_dir: Path  # the second (whole) run's folder under its pipeline root
 
 
-def start(root: Path, arguments: dict[str, Any], attempt: str) -> subprocess.Popen:
-    """The pipeline in a child process, its output in root/<attempt>.log (a pipe nobody reads
-    while the test polls would fill and stall the run)."""
-    args = {**arguments, "root": str(root / attempt)}
+def start(root: Path, uri: str, arguments: dict[str, Any], attempt: str) -> subprocess.Popen:
+    """The pipeline built for the MLflow store at uri, in a child process, its output in
+    root/<attempt>.log (a pipe nobody reads while the test polls would fill and stall the
+    run)."""
+    args = {**arguments, "root": str(root / attempt), "tracking_uri": uri}
     with (root / f"{attempt}.log").open("w") as log:
         return subprocess.Popen(
             [sys.executable, "-c", RUN_PIPELINE, json.dumps(args)],
@@ -137,19 +138,21 @@ def kill_after_first_epoch(run: subprocess.Popen, state: Path) -> int:
     return checkpoint_epoch(state)
 
 
-def interrupted_then_resumed(root: Path, arguments: dict[str, Any], mlflow: Any) -> ResumedRun:
-    """Run the pipeline, kill it after the baseline's first epoch, run it again to the end.
-    mlflow: a client of arguments' tracking store."""
+def interrupted_then_resumed(
+    root: Path, uri: str, arguments: dict[str, Any], mlflow: Any
+) -> ResumedRun:
+    """Run the pipeline built for the MLflow store at uri, kill it after the baseline's first
+    epoch, run it again to the end. mlflow: a client of that store."""
     durable = Path(arguments["checkpoint_root"], arguments["resume_key"], "baseline")
     state = durable / "checkpoint" / "state.json"
-    first = start(root, arguments, "first")
+    first = start(root, uri, arguments, "first")
     try:
         killed_at = kill_after_first_epoch(first, state)
     except AssertionError as err:
         raise AssertionError(f"{err}:\n{log_of(first, root, 'first')}") from None
     run_id = json.loads(state.read_text())["run_id"]
     status_after_kill = mlflow.get_run(run_id).info.status
-    second = start(root, arguments, "second")
+    second = start(root, uri, arguments, "second")
     try:
         second.wait(timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -159,7 +162,7 @@ def interrupted_then_resumed(root: Path, arguments: dict[str, Any], mlflow: Any)
     (run_dir,) = (root / "second").iterdir()
     return ResumedRun(
         root=root,
-        uri=arguments["mlflow_tracking_uri"],
+        uri=uri,
         arguments=arguments,
         durable=durable,
         killed_at=killed_at,

@@ -30,6 +30,7 @@ from danq.kfp.backend import MIN_BACKEND_VERSION
 from danq.kfp.images import DEFAULT_IMAGES, PipelineImages
 from danq.kfp.pipeline import (
     check_arguments,
+    check_package,
     compile_pipeline,
     compiled_path,
     credentials,
@@ -37,6 +38,7 @@ from danq.kfp.pipeline import (
     repository_root,
     write_checked,
 )
+from danq.kfp.tracking_uri import compiled_tracking_uris
 
 REGISTRY = "registry.example/team/danq"
 BUILT = PipelineImages(gpu=f"{REGISTRY}/danq-gpu:v1", cpu=f"{REGISTRY}/danq-cpu:v1")
@@ -305,6 +307,57 @@ def test_default_compile_is_reproducible_and_says_its_images_are_placeholders(
     assert "placeholder images: upload and run refuse this YAML" in said(capsys)
     assert first.read_bytes() == second.read_bytes()
     assert images.placeholder_images(first) == sorted({DEFAULT_IMAGES.gpu, DEFAULT_IMAGES.cpu})
+
+
+def test_compile_bakes_in_the_tracking_uri_given(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "p.yaml"
+    uri = "https://mlflow.example.org"
+    assert main(["pipeline", "compile", "--out", str(out), "--tracking-uri", uri]) == 0
+    assert f"MLflow tracking URI (compiled in, no run can change it): {uri}" in said(capsys)
+    _, spec, _ = executors(out)
+    assert set(compiled_tracking_uris(spec).values()) == {uri}
+    assert check_package(out) == []
+
+
+@pytest.mark.parametrize(
+    "uri, shown, problem",
+    [
+        (
+            "http://pipeline:s3cret@mlflow.mlflow.svc.cluster.local:5000",
+            "http://pipeline:***@mlflow.mlflow.svc.cluster.local:5000",
+            "it holds credentials",
+        ),
+        (
+            "https://mlflow.example.org/?token=s3cret",
+            "https://mlflow.example.org/?token=***",
+            "it holds credentials",
+        ),
+        ("sqlite:///mlflow.db", "sqlite:///mlflow.db", "not an http or https URI"),
+        ("mlflow.example.org:5000", "mlflow.example.org:5000", "not an http or https URI"),
+    ],
+)
+def test_compile_refuses_a_tracking_uri_with_credentials_or_not_http(
+    tmp_path: Path, capsys, uri: str, shown: str, problem: str
+) -> None:
+    out = tmp_path / "p.yaml"
+    assert main(["pipeline", "compile", "--out", str(out), "--tracking-uri", uri]) == 2
+    message = said(capsys)
+    assert f"tracking URI {shown}: {problem}" in message
+    assert "s3cret" not in message
+    assert not out.exists()
+
+
+def test_a_non_root_compile_is_checked_against_the_backend_it_declares(
+    tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "p.yaml"
+    assert main(["pipeline", "compile", "--out", str(out), "--non-root"]) == 0
+    printed = said(capsys)
+    assert "for KFP backend >= 2.16.0" in printed and "uid/gid 1000 with runAsNonRoot" in printed
+    assert main(["pipeline", "check", str(out)]) == 0
+    assert said(capsys).strip() == f"{out} conforms to KFP backend >= 2.16.0"
+    assert main(["pipeline", "check", str(out), "--min-backend", MIN_BACKEND_VERSION]) == 1
+    assert "#12832" in said(capsys)
 
 
 def test_a_nonconforming_compile_writes_nothing(tmp_path: Path) -> None:

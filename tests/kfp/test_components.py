@@ -399,3 +399,26 @@ def test_task_params_name_bad_settings() -> None:
         task_params({}, ["model.no_such_key=1"])
     with pytest.raises(ConfigError, match="overrides"):
         task_params({}, ["train.patience"])
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "mlflow.tracking_uri=http://collector.example:5000",
+        "mlflow={tracking_uri: 'http://collector.example:5000'}",
+    ],
+)
+def test_overrides_cannot_move_the_compiled_tracking_uri(override: str) -> None:
+    """`overrides` is a free run parameter: a run must not redirect the MLflow login the steps
+    carry (the URI is compiled into the pipeline)."""
+    compiled = "http://mlflow.mlflow.svc.cluster.local:5000"
+    with pytest.raises(ConfigError, match="fixed when the pipeline is compiled") as refused:
+        task_params({"mlflow.tracking_uri": compiled}, [override])
+    assert f"compiled in as {compiled}" in str(refused.value)
+    assert "collector" not in str(refused.value)
+    # Nor can a step that does not use MLflow be given one.
+    with pytest.raises(ConfigError, match="not used by this step"):
+        task_params({}, [override])
+    # Other mlflow settings still can be overridden.
+    params = task_params({"mlflow.tracking_uri": compiled}, ["mlflow.experiment=trial"])
+    assert (params.mlflow.tracking_uri, params.mlflow.experiment) == (compiled, "trial")

@@ -19,6 +19,7 @@ from danq.errors import ConfigError
 from danq.kfp import backend, conformance
 from danq.kfp.backend import FEATURE_BY_KEY, KUBEFLOW_RELEASES, MIN_BACKEND_VERSION
 from danq.kfp.conformance import Violation
+from danq.kfp.tracking_uri import CLUSTER_TRACKING_URI
 
 IMAGE = "python:3.11-slim"
 Json = dict[str, Any]
@@ -49,6 +50,11 @@ def use_one(data: Input[Dataset]) -> bool:
 @dsl.component(base_image=IMAGE)
 def flag() -> bool:
     return True
+
+
+@dsl.component(base_image=IMAGE)
+def track(mlflow_tracking_uri: str) -> str:
+    return mlflow_tracking_uri
 
 
 def compile_yaml(tmp_path: Path, pipeline_func: Any) -> Path:
@@ -394,3 +400,90 @@ def test_backend_versions_parse_and_the_minimum_is_what_kubeflow_1_11_ships() ->
     assert backend.parse_version("2.4.1") < backend.parse_version("2.14.0")
     assert KUBEFLOW_RELEASES["1.11.0"] == MIN_BACKEND_VERSION
     assert backend.describe_backend("2.5.0") == "KFP backend 2.5.0 (Kubeflow 1.10.1, 1.10.2)"
+
+
+# --- the project's own rules ----------------------------------------------------------------
+
+
+def test_a_tracking_uri_that_a_run_can_set_or_that_is_no_cluster_uri_is_reported(
+    tmp_path: Path,
+) -> None:
+    """The MLflow steps send the secret's login to their tracking URI."""
+
+    @dsl.pipeline(name="tracking-uri")
+    def pipeline(mlflow_tracking_uri: str = CLUSTER_TRACKING_URI) -> None:
+        track(mlflow_tracking_uri=mlflow_tracking_uri)  # a run parameter
+        track(mlflow_tracking_uri=CLUSTER_TRACKING_URI)  # compiled in: fine
+        track(mlflow_tracking_uri="http://pipeline:s3cret@mlflow.example:5000")
+        track(mlflow_tracking_uri="sqlite:///mlflow.db")
+        track(mlflow_tracking_uri=track(mlflow_tracking_uri=CLUSTER_TRACKING_URI).output)
+
+    violations = conformance.check_file(compile_yaml(tmp_path, pipeline))
+
+    assert found(violations) == {
+        (conformance.TRACKING_URI, task)
+        for task in ("root", "track", "track-3", "track-4", "track-6")
+    }
+    by_task = {v.task: v.message for v in violations}
+    assert "pipeline parameter 'mlflow_tracking_uri'" in by_task["root"]
+    assert "the input 'mlflow_tracking_uri' of its DAG" in by_task["track"]
+    assert "http://pipeline:***@mlflow.example:5000: it holds credentials" in by_task["track-3"]
+    assert "s3cret" not in str(violations)
+    assert "sqlite:///mlflow.db: not an http or https URI" in by_task["track-4"]
+    assert "the output 'Output' of 'track-5'" in by_task["track-6"]
+
+
+def test_a_non_root_step_writing_a_fresh_volume_is_reported(tmp_path: Path) -> None:
+    """No backend sets fsGroup, so a new volume's root-owned file system stays read-only to a
+    non-root step; an emptyDir is writable."""
+
+    def ephemeral(task: Any) -> Any:
+        return kubernetes.add_ephemeral_volume(
+            task,
+            volume_name="staging",
+            mount_path="/gcs",
+            access_modes=["ReadWriteOnce"],
+            size="1Gi",
+        )
+
+    @dsl.pipeline(name="non-root-volume")
+    def pipeline() -> None:
+        ephemeral(kubernetes.set_security_context(flag(), run_as_non_root=True))
+        ephemeral(kubernetes.set_security_context(flag(), run_as_user=1000))
+        ephemeral(kubernetes.set_security_context(flag(), run_as_user=0))
+        ephemeral(flag())  # runs as the image's user, which the YAML does not tell
+        empty_dir(kubernetes.set_security_context(flag(), run_as_user=1000))
+
+    violations = conformance.check_file(compile_yaml(tmp_path, pipeline), "2.16.0")
+
+    assert found(violations) == {
+        (conformance.NON_ROOT_VOLUME, "flag"),
+        (conformance.NON_ROOT_VOLUME, "flag-2"),
+    }
+    assert "'staging' at /gcs" in violations[0].message
+    assert "fsGroup" in violations[0].message and "empty_dir_mount" in violations[0].message
+
+
+def test_a_pipeline_is_checked_against_the_backend_its_description_declares(
+    tmp_path: Path,
+) -> None:
+    @dsl.pipeline(name="declared", description=backend.requirement("2.16.0"))
+    def declared() -> None:
+        security_context(flag())
+
+    @dsl.pipeline(name="undeclared", description="Says nothing about the backend.")
+    def undeclared() -> None:
+        security_context(flag())
+
+    declares, silent = compile_yaml(tmp_path, declared), tmp_path / "silent.yaml"
+    compiler.Compiler().compile(undeclared, str(silent))
+
+    assert conformance.required_backend(load(declares)[0]) == "2.16.0"
+    assert conformance.check_file(declares) == []
+    assert found(conformance.check_file(declares, MIN_BACKEND_VERSION)) == {
+        (conformance.BACKEND_VERSION, "flag")
+    }
+    assert conformance.required_backend(load(silent)[0]) == MIN_BACKEND_VERSION
+    assert found(conformance.check_file(silent)) == {(conformance.BACKEND_VERSION, "flag")}
+    assert backend.declared_requirement("Needs a KFP backend >= 2.5.0. More.") == "2.5.0"
+    assert backend.declared_requirement("Needs KFP 2.5.0.") is None

@@ -20,15 +20,20 @@ from kfp import local
 from danq import tracking
 from danq.cli.main import main
 from danq.config import VARIANTS, MlflowConfig, ModelConfig, PromoteConfig, TrainConfig
-from danq.kfp.backend import MIN_BACKEND_VERSION
+from danq.kfp.backend import MIN_BACKEND_VERSION, NON_ROOT_BACKEND
+from danq.kfp.images import IMAGE_UID
 from danq.kfp.pipeline import (
+    check_package,
     compile_pipeline,
     compiled_path,
     repository_root,
+    required_backend,
 )
 from danq.kfp.staging import folder_bytes, input_bytes
 from danq.kfp.staging import table as staging_table
+from danq.kfp.tracking_uri import CLUSTER_TRACKING_URI, compiled_tracking_uris
 
+from ..infra.manifests import MLFLOW_K8S, find, kustomization, resources
 from .local_runs import PIPELINE_MODEL, ResumedRun
 
 EXPECTED_VARIANTS = ["baseline", "random_dropout"]
@@ -115,20 +120,23 @@ def test_training_and_scoring_run_on_gpu_nodes_with_resources(compiled: tuple[di
     }
 
 
-def test_every_step_that_stages_data_has_a_sized_staging_volume(
+def test_every_step_that_stages_data_has_a_sized_staging_volume_a_non_root_user_can_write(
     compiled: tuple[dict, dict],
 ) -> None:
-    """KFP cannot request ephemeral-storage (#11137): the launcher's /gcs staging folder is
-    a generic ephemeral volume of each step's size (temporary files go there too)."""
+    """The launcher's /gcs staging folder (temporary files go there too) is an emptyDir with
+    each step's size limit: the images run as non-root and no KFP backend sets fsGroup, so a
+    freshly provisioned (root-owned) volume would not be writable."""
     spec, k8s = compiled
     staged = {}
     for label, config in k8s.items():
-        for volume in config.get("genericEphemeralVolume", []):
+        assert "genericEphemeralVolume" not in config, label
+        for volume in config.get("emptyDirMounts", []):
             staged[label] = volume
             assert volume["mountPath"] == "/gcs"
+            assert "medium" not in volume  # on disk, not in the pod's memory
     steps = {"validate", "prepare", "train", "evaluate", "compare", "promote"}
     assert {label.removeprefix("exec-").rsplit("-", 1)[0] for label in staged} >= steps
-    assert staged["exec-prepare"]["size"] == "40Gi"
+    assert staged["exec-prepare"]["sizeLimit"] == "40Gi"
 
 
 def test_mlflow_credentials_come_from_a_kubernetes_secret(compiled: tuple[dict, dict]) -> None:
@@ -180,11 +188,30 @@ def test_one_retried_train_task_per_variant_and_promote_only_when_blessed(
     assert tasks["prepare"]["inputs"]["parameters"]["data_fingerprint"] == {
         "taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "validate"}
     }
-    for name in ("mlflow_tracking_uri", "registered_model", "min_macro_auroc", "data_uri"):
+    for name in ("registered_model", "min_macro_auroc", "data_uri"):
         assert name in params
-    assert params["mlflow_tracking_uri"]["defaultValue"] == (
-        "http://mlflow.mlflow.svc.cluster.local:5000"
+
+
+def test_the_tracking_uri_is_the_mlflow_service_compiled_into_every_mlflow_step(
+    compiled: tuple[dict, dict],
+) -> None:
+    """The steps send the mlflow-credentials login to their tracking URI: no run parameter
+    may set it, and the committed YAML's is the Service of infra/k8s/mlflow."""
+    spec, _ = compiled
+    assert "mlflow_tracking_uri" not in spec["root"]["inputDefinitions"]["parameters"]
+    service = find(resources(MLFLOW_K8S), "Service", "mlflow")
+    namespace = kustomization(MLFLOW_K8S)["namespace"]
+    (port,) = service["spec"]["ports"]
+    in_cluster = (
+        f"http://{service['metadata']['name']}.{namespace}.svc.cluster.local:{port['port']}"
     )
+    assert CLUSTER_TRACKING_URI == in_cluster
+    assert compiled_tracking_uris(spec) == {
+        task: in_cluster
+        for task in (
+            "train", "train-2", "evaluate", "evaluate-2", "compare", "comp-condition-1/promote",
+        )
+    }  # fmt: skip
 
 
 def test_steps_after_train_never_receive_the_training_split(compiled: tuple[dict, dict]) -> None:
@@ -203,6 +230,35 @@ def test_steps_after_train_never_receive_the_training_split(compiled: tuple[dict
         assert not {"importer", "data"} & received[step], step
     assert received["train"] == {"fit_shards"}
     assert received["compare"] == {"training", "evaluation", "test_shards"}
+
+
+def test_a_non_root_compile_sets_every_steps_user_and_declares_the_backend_honouring_it(
+    tmp_path: Path,
+) -> None:
+    """KFP 2.15.0, the project's minimum, ignores a securityContext: it is a compile option,
+    whose YAML declares 2.16.0 and is checked against it."""
+    out = compile_pipeline(tmp_path / "non-root.yaml", non_root=True)
+    spec, k8s = documents(out)
+    containers = {
+        label for label, e in spec["deploymentSpec"]["executors"].items() if "container" in e
+    }
+    assert len(containers) == 9  # every step, the node-selector step too; importers have none
+    for label in containers:
+        assert k8s[label]["securityContext"] == {
+            "runAsUser": str(IMAGE_UID),  # int64 in protobuf's JSON
+            "runAsGroup": str(IMAGE_UID),
+            "runAsNonRoot": True,
+        }, label
+    assert NON_ROOT_BACKEND == "2.16.0"
+    assert "Needs a KFP backend >= 2.16.0." in spec["pipelineInfo"]["description"]
+    assert required_backend(out) == "2.16.0"
+    assert check_package(out) == []
+    below = check_package(out, MIN_BACKEND_VERSION)
+    assert {v.task for v in below} >= {"train", "validate", "comp-condition-1/promote"}
+    assert all("kubeflow/pipelines#12832" in v.message for v in below)
+    # The default compile sets no user: the steps run as the image's USER on any backend.
+    _, default = documents(compiled_path())
+    assert not any("securityContext" in config for config in default.values())
 
 
 def test_upload_and_run_need_a_compiled_pipeline(tmp_path: Path, capsys, monkeypatch) -> None:
@@ -259,13 +315,13 @@ def run_locally(
     """Runs the pipeline under kfp.local with tiny settings, artifacts in root/kfp."""
 
     def run(root: Path, data: Path, uri: str) -> None:
-        from pipelines.danq_pipeline import danq_pipeline
+        from pipelines.danq_pipeline import build_pipeline
 
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root / "kfp"))
-        danq_pipeline(
+        # The URI is compiled in: the pipeline is built for this test's store.
+        build_pipeline(tracking_uri=uri)(
             data_uri=str(data),
             checkpoint_root=str(root / "checkpoints"),
-            mlflow_tracking_uri=uri,
             registered_model=PIPELINE_MODEL,
             min_macro_auroc=0.0,
             min_macro_aupr=0.0,

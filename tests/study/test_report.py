@@ -1,4 +1,5 @@
-"""danq.study.analysis and danq.study.report on made-up run records: no training."""
+"""danq.study.analysis and danq.study.report on made-up run records: no training; and the
+study's record of its tracking server, without the password."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import csv
 import json
 import math
 from pathlib import Path
+from urllib.parse import urlsplit
+from uuid import uuid4
 
 import mlflow
 import numpy as np
@@ -16,6 +19,9 @@ from danq.config import load_params
 from danq.study.analysis import analyse, bootstrap_mean_difference, describe, spread_test
 from danq.study.plan import study_arms
 from danq.study.report import PLOTS, render_markdown, write_report
+from danq.study.runner import open_study
+
+from ..deployed_registry import AuthServer
 
 # Epochs to early stop per seed: the random arm stops later in every run.
 STOPS = {"baseline-b32": [3, 4, 3, 5], "epoch-b32": [6, 7, 6, 8]}
@@ -127,3 +133,38 @@ def test_report_files_and_parent_run(params, tmp_path: Path, capsys) -> None:
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "study")}
     assert {"study/report.md", "study/runs.csv", "study/epochs_to_stop.png"} <= logged
     assert mlflow.get_tracking_uri() == global_uri
+
+
+def test_study_json_keeps_no_password_and_the_report_still_reaches_the_server(
+    auth_registry: AuthServer, tiny_shards: Path, tmp_path: Path, capsys
+) -> None:
+    """study.json is committed with the report: the tracking URI's password is redacted
+    there, and the report is logged to the parent run through the URI of the params."""
+    user, password = auth_registry.admin
+    server = urlsplit(auth_registry.uri).netloc
+    params = load_params(
+        tmp_path / "none.yaml",
+        [
+            "seed=11",
+            "study.arms=[baseline, epoch]",
+            "study.batch_sizes=[32]",
+            "study.seeds=4",
+            "study.bootstrap_samples=500",
+            f"study.experiment=study-{uuid4().hex[:8]}",
+            f"mlflow.tracking_uri=http://{user}:{password}@{server}",
+        ],
+    )
+    out = tmp_path / "study"
+    open_study(params, str(tiny_shards), out)
+    text = (out / "study.json").read_text()
+    assert password not in text
+    study = json.loads(text)
+    assert study["tracking_uri"] == f"http://{user}:***@{server}"
+
+    write_report(params, study, study_arms(params), made_up_records(), out)
+
+    assert password not in capsys.readouterr().out
+    with auth_registry.login(user, password):
+        parent = tracking.client(auth_registry.uri).get_run(study["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert "epoch-b32.epochs_to_stop.difference" in parent.data.metrics

@@ -110,6 +110,16 @@ def test_a_stopped_study_resumes_with_only_the_missing_runs(study):
     assert sorted({r["seed"] for r in records}) == [5, 6]
 
 
+def test_workers_get_the_tracking_uri_from_their_environment_not_a_file(study):
+    """The URI may hold a password: the workers' task files leave it out of their params (the
+    study record in them has it redacted), and the workers, whose runs are in the study's
+    store (test below), read it from MLFLOW_TRACKING_URI."""
+    tasks = sorted((study["root"] / "build" / "study-runs").glob("*/workers/worker*.json"))
+    assert len(tasks) == 2
+    for task in tasks:
+        assert json.loads(task.read_text())["params"]["mlflow"]["tracking_uri"] is None
+
+
 def test_runs_are_mlflow_children_of_one_parent_run(study):
     client = mlflow.MlflowClient(study["uri"])
     experiment = client.get_experiment_by_name(TINY_STUDY["experiment"])

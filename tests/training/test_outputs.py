@@ -1,9 +1,11 @@
-"""A training given only shards names its model's targets from the shards' targets.json."""
+"""What a training leaves: target names from the shards, and a run.json without secrets."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
+from uuid import uuid4
 
 import mlflow
 
@@ -13,6 +15,8 @@ from danq.config import parse_params
 from danq.data.targets import target_table
 from danq.training.loop import train_variant
 
+from ..deployed_registry import AuthServer
+
 TINY = {
     "model": dict(
         preset="custom", conv_filters=4, conv_width=5, pool_size=8, lstm_units=3, dense_units=6
@@ -21,15 +25,23 @@ TINY = {
 }
 
 
-def test_training_without_the_data_folder_names_targets_from_the_shards(
-    tiny_data: Path, tiny_shards: Path, tmp_path: Path
+def test_training_names_targets_from_the_shards_and_keeps_no_password_in_run_json(
+    auth_registry: AuthServer, tiny_data: Path, tiny_shards: Path, tmp_path: Path
 ) -> None:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    tracking.client(uri).create_experiment("outputs", artifact_location=str(tmp_path / "art"))
-    params = parse_params({**TINY, "mlflow": {"tracking_uri": uri, "experiment": "outputs"}})
+    """Given only shards, the model's target names come from the shards' targets.json. A login
+    in the tracking URI (user:password@host) reaches the server, and not run.json, which
+    pipeline artifacts and reports copy. (One training for both: training is the slow part.)"""
+    user, password = auth_registry.admin
+    server = urlsplit(auth_registry.uri)
+    uri = f"http://{user}:{password}@{server.netloc}"
+    experiment = f"outputs-{uuid4().hex[:8]}"
+    params = parse_params({**TINY, "mlflow": {"tracking_uri": uri, "experiment": experiment}})
     out = tmp_path / "baseline"
     train_variant(params, "baseline", str(tiny_shards), str(out), None)
-    run_info = json.loads((out / RUN_FILE).read_text())
+    text = (out / RUN_FILE).read_text()
+    assert password not in text
+    run_info = json.loads(text)
+    assert run_info["tracking_uri"] == f"http://{user}:***@{server.netloc}"
     with tracking.using(uri):
         stored = mlflow.models.get_model_info(run_info["model_uri"]).metadata["target_names"]
     names = target_table(16, str(tiny_data))[0]

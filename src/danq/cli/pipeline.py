@@ -4,16 +4,21 @@ command line.
 compile writes pipelines/danq_pipeline.yaml, or --out, only when it passes the conformance
 check. Its images come from --registry / DANQ_REGISTRY and --tag / DANQ_IMAGE_TAG (default
 with a registry: the commit tag of the checkout); with neither, the placeholders of the
-reproducible default compile, which upload and run refuse. check prints the conformance
-violations of a compiled YAML. images prints the build plan of scripts/build_images.sh
-(`make images`): the tag, the commit, each Dockerfile and its references, so the script and
-compile compute tags in one place (danq.kfp.images).
+reproducible default compile, which upload and run refuse. The MLflow tracking URI is
+compiled in (--tracking-uri, default the in-cluster Service; http(s), no credentials): no run
+can change it. --non-root runs every step as the images' non-root user with runAsNonRoot,
+for KFP backends >= 2.16.0, which the YAML then declares. check prints the conformance
+violations of a compiled YAML, against the backend it declares unless --min-backend. images
+prints the build plan of scripts/build_images.sh (`make images`): the tag, the commit, each
+Dockerfile and its references, so the script and compile compute tags in one place
+(danq.kfp.images).
 
 upload publishes a compiled YAML as a pipeline (a new version when the name exists); run starts
 a run. Both first refuse a package that cannot run on a cluster (placeholder images, no gs://
 pipeline root, a conformance violation), then connect to --host / KFP_HOST in --namespace /
 KFP_NAMESPACE with a bearer token from --token, else KFP_TOKEN, else the in-cluster
-service-account token. The token is never printed. The work is done by danq.kfp.pipeline.
+service-account token. The token is never printed, and URIs are printed redacted
+(danq.tracking.redact_uri). The work is done by danq.kfp.pipeline.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from typing import TYPE_CHECKING
 
 from danq.config import Params
 from danq.errors import ConfigError
+from danq.kfp.backend import NON_ROOT_BACKEND
+from danq.kfp.images import IMAGE_UID
+from danq.kfp.tracking_uri import CLUSTER_TRACKING_URI
 
 if TYPE_CHECKING:
     import kfp
@@ -48,18 +56,20 @@ def _host(args: argparse.Namespace) -> str:
 
 def _connect(args: argparse.Namespace, host: str) -> kfp.Client:
     from danq.kfp import pipeline
+    from danq.kfp.tracking_uri import redacted
 
     namespace = args.namespace or os.environ.get("KFP_NAMESPACE") or pipeline.DEFAULT_NAMESPACE
     if args.token:
         auth = pipeline.credentials(args.token, source="--token")
     else:
         auth = pipeline.credentials(os.environ.get("KFP_TOKEN"), source="KFP_TOKEN")
-    print(f"KFP API {host}, namespace {namespace}, authenticated by {auth.source}")
+    print(f"KFP API {redacted(host)}, namespace {namespace}, authenticated by {auth.source}")
     return pipeline.connect(host, namespace, auth)
 
 
 def cmd_compile(args: argparse.Namespace, params: Params) -> int:
     from danq.kfp import images, pipeline
+    from danq.kfp.tracking_uri import redacted
 
     chosen = images.pipeline_images(
         pipeline.repository_root(),
@@ -71,9 +81,14 @@ def cmd_compile(args: argparse.Namespace, params: Params) -> int:
         images=chosen,
         gcs_key_secret=args.gcs_key_secret,
         pipeline_root=args.pipeline_root,
+        tracking_uri=args.tracking_uri,
+        non_root=args.non_root,
     )
-    print(f"compiled pipeline -> {out}")
+    print(f"compiled pipeline -> {out}, for KFP backend >= {pipeline.required_backend(out)}")
     print(f"images: {chosen.gpu} (steps on GPU nodes), {chosen.cpu} (the others)")
+    print(f"MLflow tracking URI (compiled in, no run can change it): {redacted(args.tracking_uri)}")
+    if args.non_root:
+        print(f"steps run as uid/gid {images.IMAGE_UID} with runAsNonRoot")
     if chosen == images.DEFAULT_IMAGES:
         print(
             "placeholder images: upload and run refuse this YAML; for a cluster, "
@@ -84,10 +99,9 @@ def cmd_compile(args: argparse.Namespace, params: Params) -> int:
 
 def cmd_check(args: argparse.Namespace, params: Params) -> int:
     from danq.kfp import pipeline
-    from danq.kfp.backend import MIN_BACKEND_VERSION
 
     package = pipeline.existing_package(args.yaml or pipeline.compiled_path())
-    minimum = args.min_backend or MIN_BACKEND_VERSION
+    minimum = args.min_backend or pipeline.required_backend(package)
     violations = pipeline.check_package(package, minimum)
     for violation in violations:
         print(violation)
@@ -193,10 +207,10 @@ def _add_compile(commands: argparse._SubParsersAction) -> None:
     compile_ = commands.add_parser(
         "compile",
         help="compile the Kubeflow pipeline to YAML, if it passes the conformance check",
-        description="Compile pipelines/danq_pipeline.py. Images, the GCS key secret and the "
-        "pipeline root are fixed at compile time; everything else is a run parameter. Without "
-        "a registry the images are placeholders (the committed YAML), which upload and run "
-        "refuse.",
+        description="Compile pipelines/danq_pipeline.py. Images, the GCS key secret, the "
+        "pipeline root, the MLflow tracking URI and the steps' user are fixed at compile time; "
+        "everything else is a run parameter. Without a registry the images are placeholders "
+        "(the committed YAML), which upload and run refuse.",
     )
     compile_.add_argument("--out", help=f"output YAML (default: {COMPILED_HELP})")
     _add_images(compile_)
@@ -206,6 +220,20 @@ def _add_compile(commands: argparse._SubParsersAction) -> None:
         "(default: none, Workload Identity)",
     )
     compile_.add_argument("--pipeline-root", help="default pipeline root, e.g. gs://bucket/kfp")
+    compile_.add_argument(
+        "--tracking-uri",
+        default=CLUSTER_TRACKING_URI,
+        help="MLflow tracking server of every step, an http(s) URI without credentials (the "
+        "login comes from the mlflow-credentials secret); compiled in, so no run can send the "
+        "login elsewhere (default: %(default)s, the Service of infra/k8s/mlflow)",
+    )
+    compile_.add_argument(
+        "--non-root",
+        action="store_true",
+        help=f"run every step as uid/gid {IMAGE_UID} (the images' user) with runAsNonRoot; "
+        f"needs KFP backend >= {NON_ROOT_BACKEND}, which the YAML then declares (older "
+        "backends ignore the setting)",
+    )
     compile_.set_defaults(handler=cmd_compile)
 
 
@@ -218,8 +246,8 @@ def _add_check(commands: argparse._SubParsersAction) -> None:
     check.add_argument(
         "--min-backend",
         metavar="VERSION",
-        help="KFP backend version to check against (default: the project's minimum, "
-        "danq.kfp.backend.MIN_BACKEND_VERSION)",
+        help="KFP backend version to check against (default: the one the YAML's description "
+        "declares, else the project's minimum, danq.kfp.backend.MIN_BACKEND_VERSION)",
     )
     check.set_defaults(handler=cmd_check)
 

@@ -7,6 +7,30 @@ the minimum version a compiled pipeline needs must be checked here, from this ta
 
 Every minimum below was read from the kubeflow/pipelines git history: the release tag that
 first contains the change (and, where it matters, the driver or compiler code at that tag).
+
+A compiled pipeline declares the backend it needs in its description ("Needs a KFP backend >=
+2.15.0.", `requirement`), which the KFP UI shows to whoever uploads it and which the
+conformance check reads (`declared_requirement`): a pipeline compiled with an opt-in feature
+of a newer backend (`danq pipeline compile --non-root`) declares that backend.
+
+Pod security (read at tags 2.15.0-2.17.0, backend/src/v2):
+- 2.16.0 first honours kfp.kubernetes.set_security_context (#12832): the driver copies
+  runAsUser / runAsGroup / runAsNonRoot onto the step's main container and drops ALL
+  capabilities (driver/k8s.go); values an administrator set (#12859) win, with a warning.
+- 2.16.0 is also the first whose Argo compiler hardens step pods by itself (#12782,
+  compiler/argocompiler/security_context.go): main container allowPrivilegeEscalation false,
+  capabilities drop ALL, seccomp RuntimeDefault; pod-level seccomp RuntimeDefault only. The
+  executor template's own pod securityContext replaces the workflow-level one (Argo's
+  workflowpod.go), so nothing at pod level besides seccomp reaches a step.
+- Older backends ignore the field without a word: the API server keeps each executor's
+  platform config as a google.protobuf.Struct, and the driver decodes it with DiscardUnknown
+  (common/util/json.go UnmarshalString). Their step pods get no securityContext but the
+  workflow's: a runAsUser only where an administrator set PIPELINE_RUN_AS_USER on the API
+  server (compiler/argocompiler/container.go GetPipelineRunAsUser).
+- No release up to 2.17.0 sets fsGroup on step pods, and no pipeline can (the SecurityContext
+  message has run_as_user, run_as_group and run_as_non_root only), so a freshly provisioned
+  volume (a generic ephemeral volume on a PD: ext4 root directory root:root 0755) is not
+  writable by a non-root step; emptyDir volumes (mode 0777) are.
 """
 
 from __future__ import annotations
@@ -83,6 +107,7 @@ EPHEMERAL_VOLUME = "ephemeral-volume"
 EMPTY_DIR = "empty-dir"
 NODE_AFFINITY = "node-affinity"
 SECURITY_CONTEXT = "security-context"
+SECURITY_DEFAULTS = "security-defaults"
 
 _DRIVER = "backend/src/v2/driver"
 _ARGO = "backend/src/v2/compiler/argocompiler"
@@ -198,11 +223,50 @@ FEATURES: tuple[BackendFeature, ...] = (
     ),
     BackendFeature(
         SECURITY_CONTEXT,
-        "pod security context (kfp.kubernetes.set_security_context)",
+        "container security context (kfp.kubernetes.set_security_context: runAsUser, "
+        "runAsGroup, runAsNonRoot)",
+        # Older drivers drop the field silently: the step runs as the image's USER.
         "2.16.0",
         "kubeflow/pipelines#12832",
         f"{_DRIVER}/k8s.go",
     ),
+    BackendFeature(
+        SECURITY_DEFAULTS,
+        "the compiler's hardening of step containers (allowPrivilegeEscalation false, "
+        "capabilities drop ALL, seccomp RuntimeDefault)",
+        "2.16.0",
+        "kubeflow/pipelines#12782",
+        f"{_ARGO}/security_context.go (applySecurityContextToExecutorTemplate)",
+    ),
 )
 
 FEATURE_BY_KEY: Mapping[str, BackendFeature] = MappingProxyType({f.key: f for f in FEATURES})
+
+_REQUIREMENT = "Needs a KFP backend >= {version}."
+_DECLARED = re.compile(r"Needs a KFP backend >= (v?\d+\.\d+(?:\.\d+)?)\.")
+
+
+def requirement(version: str) -> str:
+    """The sentence of a pipeline's description that declares the backend it needs."""
+    parse_version(version)
+    return _REQUIREMENT.format(version=version)
+
+
+def declared_requirement(description: str) -> str | None:
+    """The backend version a description declares (`requirement`), or None."""
+    match = _DECLARED.search(description)
+    return match.group(1) if match else None
+
+
+def newest(*versions: str) -> str:
+    """The highest of these backend versions."""
+    return max(versions, key=parse_version)
+
+
+# The backend a pipeline whose steps run as non-root needs: it honours set_security_context
+# and hardens the step containers itself.
+NON_ROOT_BACKEND = newest(
+    MIN_BACKEND_VERSION,
+    FEATURE_BY_KEY[SECURITY_CONTEXT].min_version,
+    FEATURE_BY_KEY[SECURITY_DEFAULTS].min_version,
+)

@@ -9,6 +9,12 @@ A compiled YAML holds two documents: the PipelineSpec, then the platform spec wh
 `platforms.kubernetes.deploymentSpec.executors` carries kfp-kubernetes settings per executor.
 Tasks are named by their key, prefixed with the component of the DAG they are in when that is
 not the root ("comp-for-loop-1/train").
+
+A pipeline is checked against the backend its description declares (danq.kfp.backend
+.requirement), else the project's minimum. Two rules are the project's own rather than the
+backend's: the MLflow tracking URI must be compiled in (danq.kfp.tracking_uri), and a step
+that runs as non-root must not write to a freshly provisioned volume (danq.kfp.backend's notes
+on pod security).
 """
 
 from __future__ import annotations
@@ -25,6 +31,12 @@ import yaml
 from danq.errors import ConfigError
 from danq.kfp import backend
 from danq.kfp.backend import FEATURE_BY_KEY, MIN_BACKEND_VERSION
+from danq.kfp.tracking_uri import (
+    TRACKING_URI_INPUT,
+    cluster_uri_problem,
+    redacted,
+    tracking_uri_inputs,
+)
 
 Json = dict[str, Any]
 
@@ -34,6 +46,8 @@ COLLECTED_INTO_IF = "collected-into-if"
 BACKEND_VERSION = "backend-version"
 RETRY_IN_LOOP = "retry-in-loop"
 ARTIFACT_ITERATOR = "artifact-iterator"
+TRACKING_URI = "tracking-uri"
+NON_ROOT_VOLUME = "non-root-volume"
 
 ROOT = "root"
 _PLACEHOLDER = "{{$"
@@ -452,12 +466,100 @@ def _check_artifact_iterators(pipeline: _Pipeline) -> list[Violation]:
     ]
 
 
+def _tracking_uri_source(parameter: Json) -> str:
+    """Where a task input comes from, in words, when it is not a constant."""
+    if "componentInputParameter" in parameter:
+        return f"the input '{parameter['componentInputParameter']}' of its DAG"
+    output = _mapping(parameter.get("taskOutputParameter"))
+    if output:
+        return f"the output '{output.get('outputParameterKey')}' of '{output.get('producerTask')}'"
+    return "no constant"
+
+
+def _check_tracking_uri(spec: Json) -> list[Violation]:
+    """Rule tracking-uri: the MLflow steps send the login they get from the
+    mlflow-credentials secret to their tracking URI, so the URI must be a constant compiled
+    into each task (an http(s) URI without credentials), never something a run can set."""
+    fix = "compile the URI in: `danq pipeline compile --tracking-uri URI`"
+    found = []
+    parameters = _mapping(
+        _mapping(_mapping(spec.get("root")).get("inputDefinitions")).get("parameters")
+    )
+    if TRACKING_URI_INPUT in parameters:
+        found.append(
+            Violation(
+                TRACKING_URI,
+                ROOT,
+                f"pipeline parameter '{TRACKING_URI_INPUT}': a run could send the MLflow login "
+                f"of the mlflow-credentials secret to any host; {fix}",
+            )
+        )
+    for label, given in tracking_uri_inputs(spec):
+        parameter = _mapping(given)
+        constant = _mapping(parameter.get("runtimeValue")).get("constant")
+        if not isinstance(constant, str):
+            message = (
+                f"takes '{TRACKING_URI_INPUT}' from {_tracking_uri_source(parameter)}, which a "
+                f"run can set, so a run could send the MLflow login to any host; {fix}"
+            )
+        else:
+            problem = cluster_uri_problem(constant)
+            if problem is None:
+                continue
+            message = f"tracking URI {redacted(constant)}: {problem}"
+        found.append(Violation(TRACKING_URI, label, message))
+    return found
+
+
+def _runs_as_non_root(config: Json) -> bool:
+    context = _mapping(config.get("securityContext"))
+    # protobuf's JSON writes int64 as a string ('1000').
+    user = str(context.get("runAsUser", ""))
+    return context.get("runAsNonRoot") is True or (user.isdigit() and int(user) > 0)
+
+
+def _check_non_root_volumes(pipeline: _Pipeline) -> list[Violation]:
+    """Rule non-root-volume: a generic ephemeral volume is freshly provisioned, so its root
+    directory belongs to root (mode 0755 on ext4); kubelet hands a volume to another user only
+    through the pod's fsGroup, which no KFP backend sets on step pods and no pipeline can."""
+    found = []
+    for task in pipeline.tasks():
+        config = _mapping(pipeline.platform.get(pipeline.executor_label(task.spec)))
+        if not _runs_as_non_root(config):
+            continue
+        for volume in _items(config.get("genericEphemeralVolume")):
+            found.append(
+                Violation(
+                    NON_ROOT_VOLUME,
+                    task.label,
+                    f"runs as non-root but writes to the generic ephemeral volume "
+                    f"'{_mapping(volume).get('volumeName')}' at "
+                    f"{_mapping(volume).get('mountPath')}, whose fresh file system is owned by "
+                    "root: only the pod's fsGroup would make it writable, and no KFP backend "
+                    "up to 2.17.0 sets one on step pods (backend/src/v2/compiler/argocompiler/"
+                    "security_context.go sets seccompProfile only) nor lets a pipeline set it "
+                    "(kfp.kubernetes.set_security_context has no fs_group); mount an emptyDir "
+                    "(kfp.kubernetes.empty_dir_mount) instead",
+                )
+            )
+    return found
+
+
+def required_backend(spec: Json) -> str:
+    """The backend a compiled pipeline declares in its description, else the project's
+    minimum (danq.kfp.backend.MIN_BACKEND_VERSION)."""
+    description = _mapping(spec.get("pipelineInfo")).get("description")
+    declared = backend.declared_requirement(description) if isinstance(description, str) else None
+    return declared or MIN_BACKEND_VERSION
+
+
 def check_documents(
-    spec: Json, platform: Json | None, min_backend: str = MIN_BACKEND_VERSION
+    spec: Json, platform: Json | None, min_backend: str | None = None
 ) -> list[Violation]:
-    """Every violation of the backend's rules in a compiled pipeline: spec is the first YAML
-    document (PipelineSpec), platform the second (None when the YAML has none). An empty list
-    means the pipeline conforms to KFP backend >= min_backend."""
+    """Every violation of the rules in a compiled pipeline: spec is the first YAML document
+    (PipelineSpec), platform the second (None when the YAML has none). An empty list means the
+    pipeline conforms to KFP backend >= min_backend (default: `required_backend`)."""
+    min_backend = min_backend or required_backend(spec)
     backend.parse_version(min_backend)
     pipeline = _index(spec, platform)
     return [
@@ -467,6 +569,8 @@ def check_documents(
         *_check_backend_version(pipeline, min_backend),
         *_check_retry_in_loop(pipeline),
         *_check_artifact_iterators(pipeline),
+        *_check_tracking_uri(spec),
+        *_check_non_root_volumes(pipeline),
     ]
 
 
@@ -494,9 +598,7 @@ def load_documents(path: str | os.PathLike[str]) -> tuple[Json, Json | None]:
     return spec, platform
 
 
-def check_file(
-    path: str | os.PathLike[str], min_backend: str = MIN_BACKEND_VERSION
-) -> list[Violation]:
+def check_file(path: str | os.PathLike[str], min_backend: str | None = None) -> list[Violation]:
     """check_documents on a compiled pipeline YAML file."""
     spec, platform = load_documents(path)
     return check_documents(spec, platform, min_backend)

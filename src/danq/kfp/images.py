@@ -33,6 +33,9 @@ PLACEHOLDER_REGISTRY = "us-docker.pkg.dev/my-gcp-project/danq"
 UNBUILT_TAG = "unbuilt"  # the tag of the default compile: no image was built for it
 COMMIT_TAG_PREFIX = "git-"
 COMMIT_TAG_HEX = 12
+# The non-root user (uid and gid) the step images run as: the USER of infra/docker/Dockerfile.cpu
+# and Dockerfile.gpu, and what a `--non-root` compile sets as runAsUser / runAsGroup.
+IMAGE_UID = 1000
 DOCKERFILES = Path("infra") / "docker"
 OCI_REVISION_LABEL = "org.opencontainers.image.revision"
 # Docker's grammar: a tag is up to 128 word characters, dots and dashes, not starting with

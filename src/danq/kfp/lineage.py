@@ -3,7 +3,8 @@
 
 Steps on the cluster see the data only as a pod-local copy (/gcs/...), which says nothing
 about where it lives, and the image has no git checkout, so these tags are the only record of
-which run, code and data produced a model.
+which run, code and data produced a model. A URI in a tag is redacted (danq.tracking.redact_uri):
+tags are readable by everyone who can read the run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from danq.artifacts import (
     TAG_KFP_RUN_ID,
 )
 from danq.errors import ConfigError
+from danq.kfp.tracking_uri import redacted
 
 PIPELINE_NAME = "danq"
 
@@ -57,6 +59,6 @@ class Lineage:
             TAG_KFP_PIPELINE: PIPELINE_NAME,
             TAG_KFP_PIPELINE_VERSION: image_tag(self.image),
             TAG_KFP_IMAGE: self.image,
-            TAG_DATA_URI: self.data_uri,
+            TAG_DATA_URI: redacted(self.data_uri),
             TAG_DATA_FINGERPRINT: self.data_fingerprint,
         }

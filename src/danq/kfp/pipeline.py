@@ -6,10 +6,15 @@ imported only inside `compile_pipeline`, so importing danq never imports them.
 
 A compile is written only when it passes the conformance check (danq.kfp.conformance): the
 local runner accepts pipelines that the real backend rejects, so the backend's rules are
-checked here. Upload and run refuse, before anything is contacted, a package that cannot run
-on a cluster: placeholder images (the reproducible default compile, danq.kfp.images), no gs://
-pipeline root (training checkpoints, which a retried or rerun train step resumes from, live
-under it), or a conformance violation.
+checked here. The MLflow tracking URI is compiled in (danq.kfp.tracking_uri): an http(s) URI
+without credentials, the in-cluster Service by default. With `non_root` every step runs as the
+images' non-root user with runAsNonRoot, which KFP backends honour from 2.16.0 only: such a
+compile declares that backend in its description, and is checked against it.
+
+Upload and run refuse, before anything is contacted, a package that cannot run on a cluster:
+placeholder images (the reproducible default compile, danq.kfp.images), no gs:// pipeline root
+(training checkpoints, which a retried or rerun train step resumes from, live under it), or a
+conformance violation (against the backend the package declares).
 
 `connect` authenticates to multi-user Kubeflow with a bearer token: one given (the CLI's
 --token or KFP_TOKEN), else the in-cluster service-account token that kfp reads from
@@ -33,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from danq.errors import ConfigError, PipelineError
-from danq.kfp.backend import MIN_BACKEND_VERSION
 from danq.kfp.images import DEFAULT_IMAGES, PipelineImages, placeholder_images
+from danq.kfp.tracking_uri import CLUSTER_TRACKING_URI, check_cluster_uri, redacted
 
 if TYPE_CHECKING:
     import kfp
@@ -79,20 +84,29 @@ def compiled_path() -> Path:
     return repository_root() / PIPELINE_SOURCE.with_suffix(".yaml")
 
 
+def required_backend(package: str | os.PathLike[str]) -> str:
+    """The KFP backend a compiled pipeline declares it needs (else the project's minimum)."""
+    from danq.kfp import conformance
+
+    spec, _ = conformance.load_documents(Path(package))
+    return conformance.required_backend(spec)
+
+
 def check_package(
-    package: str | os.PathLike[str], min_backend: str = MIN_BACKEND_VERSION
+    package: str | os.PathLike[str], min_backend: str | None = None
 ) -> list[Violation]:
     """The conformance violations of a compiled pipeline against KFP backend >= min_backend
-    (none: it conforms)."""
+    (default: the backend it declares; none: it conforms)."""
     from danq.kfp import conformance
 
     return conformance.check_file(Path(package), min_backend)
 
 
 def write_checked(
-    pipeline_func: Any, out: str | os.PathLike[str], min_backend: str = MIN_BACKEND_VERSION
+    pipeline_func: Any, out: str | os.PathLike[str], min_backend: str | None = None
 ) -> Path:
-    """Compile pipeline_func to out only if the result conforms (check_package).
+    """Compile pipeline_func to out only if the result conforms (check_package, against
+    min_backend or the backend the pipeline declares).
 
     It is compiled to a file beside out, checked, then renamed into place: a compile that
     fails leaves out as it was and no stray file behind."""
@@ -106,9 +120,10 @@ def write_checked(
         compiler.Compiler().compile(pipeline_func, str(staged))
         violations = check_package(staged, min_backend)
         if violations:
+            minimum = min_backend or required_backend(staged)
             raise PipelineError(
                 f"{out}: not written: the compiled pipeline breaks {len(violations)} rule(s) "
-                f"of KFP backend >= {min_backend}:\n" + "\n".join(f"  {v}" for v in violations)
+                f"of KFP backend >= {minimum}:\n" + "\n".join(f"  {v}" for v in violations)
             )
         os.replace(staged, out)
     finally:
@@ -121,11 +136,16 @@ def compile_pipeline(
     images: PipelineImages = DEFAULT_IMAGES,
     gcs_key_secret: str | None = None,
     pipeline_root: str | None = None,
+    tracking_uri: str = CLUSTER_TRACKING_URI,
+    non_root: bool = False,
 ) -> Path:
     """Compile the pipeline with these compile-time settings to out, if it conforms.
 
     images: default, the placeholders of the reproducible default compile (the committed
-    YAML); danq.kfp.images.pipeline_images gives those of a registry and tag."""
+    YAML); danq.kfp.images.pipeline_images gives those of a registry and tag. tracking_uri:
+    the MLflow server every step uses, an http(s) URI without credentials (ConfigError
+    otherwise). non_root: steps run as the images' non-root user (KFP backend >= 2.16.0)."""
+    check_cluster_uri(tracking_uri)
     root = str(repository_root())
     if root not in sys.path:
         sys.path.insert(0, root)
@@ -136,6 +156,8 @@ def compile_pipeline(
         cpu_image=images.cpu,
         gcs_key_secret=gcs_key_secret,
         pipeline_root=pipeline_root,
+        tracking_uri=tracking_uri,
+        non_root=non_root,
     )
     return write_checked(pipeline, out)
 
@@ -326,8 +348,8 @@ def connect(
             return kfp.Client(host=host, namespace=namespace, **options)
     except TimeoutError as err:  # kfp's health check gave up, also when refused
         raise PipelineError(
-            f"the KFP API at {host} did not answer its health check ({err}); if it refused "
-            f"the caller ({auth.source}): {TOKEN_HINT}"
+            f"the KFP API at {redacted(host)} did not answer its health check ({err}); if it "
+            f"refused the caller ({auth.source}): {TOKEN_HINT}"
         ) from None
 
 

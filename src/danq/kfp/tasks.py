@@ -38,6 +38,7 @@ from danq.artifacts import (
 )
 from danq.config import VARIANTS, Params, Variant, load_params
 from danq.errors import CandidateError, ConfigError, DataGateFailed, EvaluationError, PipelineError
+from danq.kfp.tracking_uri import redacted
 
 if TYPE_CHECKING:  # the task bodies import these libraries only when they run
     from danq.kfp.lineage import Lineage
@@ -54,6 +55,7 @@ TEST_SPLIT = "test"
 MODEL_OUTPUTS = [MODEL_FILE, RUN_FILE]  # the `model` artifact: what evaluate loads
 TRAINING_OUTPUTS = [HISTORY_FILE, RUN_FILE, TRAINING_CURVE_FILE]  # what compare reports
 ROWS_KEY = "rows"  # in a pipeline evaluation's predictions.npz (its `rows=`): the rows kept
+TRACKING_URI_SETTING = "mlflow.tracking_uri"
 
 
 def task_params(settings: Mapping[str, Any], overrides: Sequence[str] = ()) -> Params:
@@ -61,12 +63,23 @@ def task_params(settings: Mapping[str, Any], overrides: Sequence[str] = ()) -> P
 
     params.yaml is not read: on the cluster a component has no work tree, and locally it
     must not pick up the laptop's settings. Bad keys or values raise ConfigError naming them.
+    The overrides (a free run parameter) may not change the tracking URI, which is compiled
+    into the pipeline (danq.kfp.tracking_uri): a step would send its MLflow login there.
     """
     pairs = [f"{key}={json.dumps(value)}" for key, value in settings.items()]
     for item in overrides:
         if not isinstance(item, str) or "=" not in item:
             raise ConfigError(f"overrides: {item!r} is not a key=value string")
-    return load_params(os.devnull, [*pairs, *overrides])
+    params = load_params(os.devnull, [*pairs, *overrides])
+    # Compared after parsing: "mlflow={tracking_uri: ...}" would set it too.
+    compiled = settings.get(TRACKING_URI_SETTING)
+    if params.mlflow.tracking_uri != compiled:
+        where = f"compiled in as {redacted(compiled)}" if compiled else "not used by this step"
+        raise ConfigError(
+            f"overrides: {TRACKING_URI_SETTING} is fixed when the pipeline is compiled "
+            f"({where}); a run cannot change it (danq pipeline compile --tracking-uri)"
+        )
+    return params
 
 
 def promotion_params(
@@ -79,7 +92,7 @@ def promotion_params(
     """task_params of the steps that read or change the registry (compare, promote)."""
     return task_params(
         {
-            "mlflow.tracking_uri": mlflow_tracking_uri,
+            TRACKING_URI_SETTING: mlflow_tracking_uri,
             "mlflow.registered_model": registered_model,
             "promote.min_macro_auroc": min_macro_auroc,
             "promote.min_macro_aupr": min_macro_aupr,

@@ -266,9 +266,13 @@ def parent_run_metrics(analysis: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
-def log_to_parent(study: dict[str, Any], analysis: dict[str, Any], out: Path) -> None:
-    """Summary metrics and the report files on the study's parent run, which then ends."""
-    client = tracking.client(study["tracking_uri"])
+def log_to_parent(
+    tracking_uri: str, study: dict[str, Any], analysis: dict[str, Any], out: Path
+) -> None:
+    """Summary metrics and the report files on the study's parent run, which then ends.
+    tracking_uri: the store of this invocation, where open_study found or made the parent run
+    (study.json keeps the URI redacted, so it cannot be used to log in)."""
+    client = tracking.client(tracking_uri)
     run_id = study["parent_run_id"]
     now = int(time.time() * 1000)
     client.log_batch(
@@ -307,7 +311,7 @@ def write_report(
     markdown = render_markdown(analysis)
     write_text(out / STUDY_REPORT_MD_FILE, markdown)
     write_text(out / STUDY_REPORT_HTML_FILE, render_html(markdown, out))
-    log_to_parent(study, analysis, out)
+    log_to_parent(tracking.resolve_uri(params.mlflow), study, analysis, out)
     for comparison in analysis["comparisons"]:
         print(headline(analysis, comparison))
     return analysis

@@ -88,7 +88,8 @@ def open_study(params: Params, shard_dir: str, out: Path) -> dict[str, Any]:
             return study
         # A committed report (or another tracking store): same settings, new parent run.
     study = start_parent_run(client, params.study.experiment, settings, fingerprint)
-    study["tracking_uri"] = uri
+    # A record of where the parent run is, fit to commit: without a password or token.
+    study["tracking_uri"] = tracking.redact_uri(uri)
     out.mkdir(parents=True, exist_ok=True)
     write_json(path, study)
     return study
@@ -308,6 +309,14 @@ def train_in_workers(
     tasks = runs / WORKERS_DIR
     tasks.mkdir(parents=True, exist_ok=True)
     raw = params.model_dump(by_alias=True, mode="json")
+    # The tracking URI may hold a password: it reaches the workers in their environment, which
+    # tracking.resolve_uri reads when params name no URI, not in a file on disk.
+    raw["mlflow"]["tracking_uri"] = None
+    env = {
+        **os.environ,
+        **WORKER_ENV,
+        tracking.TRACKING_URI_VARIABLE: tracking.resolve_uri(params.mlflow),
+    }
     processes = []
     for index in range(min(workers, len(todo))):
         task = tasks / f"worker{index}.json"
@@ -317,7 +326,7 @@ def train_in_workers(
             {"params": raw, "runs": share, "study": study, "shard_dir": shard_dir},
         )
         command = [sys.executable, "-m", "danq.study.runner", str(task)]
-        processes.append(subprocess.Popen(command, env={**os.environ, **WORKER_ENV}))
+        processes.append(subprocess.Popen(command, env=env))
     failed = sum(process.wait() != 0 for process in processes)
     if failed:
         raise StudyStateError(

@@ -145,7 +145,8 @@ def finish(
         "run_id": run_id,
         "experiment": params.mlflow.experiment,
         "experiment_id": run.info.experiment_id,
-        "tracking_uri": mlflow.get_tracking_uri(),
+        # run.json is copied into pipeline artifacts and committed reports: no password in it.
+        "tracking_uri": tracking.redact_uri(mlflow.get_tracking_uri()),
         "model_uri": tracking.run_model_uri(run_id),
         "logged_model_uri": logged_model_uri,
         "epochs_run": history["epochs_run"],
