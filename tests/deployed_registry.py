@@ -177,9 +177,13 @@ def auth_config(folder: Path, cluster: PostgresCluster) -> Path:
 def server_environment(
     folder: Path, cluster: PostgresCluster, admin: tuple[str, str]
 ) -> Mapping[str, str]:
-    """What mlflow.yaml gives the server container: PGPASSWORD, the auth config, the admin
-    login and the Flask secret key (here generated, there from the mlflow-auth secret)."""
+    """What mlflow.yaml gives the server container: its literal settings, PGPASSWORD, the auth
+    config, the admin login and the Flask secret key (here generated, there from secrets)."""
+    from .infra.manifests import deployment_container
+
+    literal = {e["name"]: e["value"] for e in deployment_container()["env"] if "value" in e}
     return {
+        **literal,
         "PGPASSWORD": cluster.password,
         "MLFLOW_AUTH_CONFIG_PATH": str(auth_config(folder, cluster)),
         "MLFLOW_AUTH_ADMIN_USERNAME": admin[0],

@@ -1,5 +1,14 @@
 # A GPU node pool for the DanQ pipeline's train step, in an existing GKE cluster.
 # The pool scales from zero: a GPU node exists only while a train pod waits for or uses it.
+
+# The cluster this pool joins, read to check that it enforces NetworkPolicy: the policies of
+# infra/k8s/mlflow (PostgreSQL reachable only from MLflow, MLflow only from the pipeline's
+# namespace) are inert on a cluster whose dataplane ignores them.
+data "google_container_cluster" "cluster" {
+  name     = var.cluster
+  location = var.location
+}
+
 resource "google_container_node_pool" "gpu" {
   name           = "gpu-${var.accelerator_type}"
   cluster        = var.cluster
@@ -45,6 +54,18 @@ resource "google_container_node_pool" "gpu" {
     # Pods authenticate to GCS as their Kubernetes service account (Workload Identity).
     workload_metadata_config {
       mode = "GKE_METADATA"
+    }
+  }
+
+  lifecycle {
+    precondition {
+      # GKE Dataplane V2 (Cilium) enforces NetworkPolicy itself; otherwise the network policy
+      # addon (Calico) must be on.
+      condition = (
+        data.google_container_cluster.cluster.datapath_provider == "ADVANCED_DATAPATH"
+        || anytrue([for policy in data.google_container_cluster.cluster.network_policy : policy.enabled])
+      )
+      error_message = "Cluster ${var.cluster} does not enforce NetworkPolicy (neither GKE Dataplane V2 nor the network policy addon), so infra/k8s/mlflow's policies would not isolate PostgreSQL and MLflow. Enable the addon, then enforcement (which recreates the nodes): gcloud container clusters update ${var.cluster} --location=${var.location} --update-addons=NetworkPolicy=ENABLED, then the same with --enable-network-policy. Or use a cluster created with GKE Dataplane V2 (--enable-dataplane-v2)."
     }
   }
 }

@@ -8,12 +8,14 @@ import re
 import shutil
 import subprocess
 import tomllib
+from importlib.metadata import packages_distributions, version
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from packaging.specifiers import SpecifierSet
 
 from .manifests import (
     KUBEFLOW_USER_K8S,
@@ -25,6 +27,7 @@ from .manifests import (
     resources,
     server_arguments,
 )
+from .rendering import WORKLOAD_KINDS, all_containers, kubectl_render, pod_spec, read_env
 
 DOCKER = REPO / "infra" / "docker"
 GKE = REPO / "infra" / "gke"
@@ -49,6 +52,13 @@ def requirement(package: str) -> str:
 
 def pinned(package: str) -> str:
     return requirement(package).split("==")[1]
+
+
+def dev_requirement(package: str) -> str:
+    """pyproject's dev-extra requirement of a package, extras dropped, e.g. 'psycopg>=3.2,<4'."""
+    deps = pyproject()["project"]["optional-dependencies"]["dev"]
+    (spec,) = [d for d in deps if re.split(r"[=<>\[]", d)[0] == package]
+    return re.sub(r"\[[^\]]*\]", "", spec)
 
 
 def base_images(dockerfile: str) -> list[str]:
@@ -86,7 +96,6 @@ def test_mlflow_image_runs_the_client_version_with_postgres_and_gcs() -> None:
     installed = pip_requirements("Dockerfile.mlflow")
     assert installed["mlflow"] == requirement("mlflow")
     assert installed["google-cloud-storage"] == requirement("google-cloud-storage")
-    assert "psycopg2-binary" in installed
     # basic-auth (--app-name basic-auth in the Deployment) needs mlflow's "auth" extra.
     assert '"mlflow[auth]==' in (DOCKER / "Dockerfile.mlflow").read_text()
     (image,) = kustomization(MLFLOW_K8S)["images"]
@@ -94,13 +103,35 @@ def test_mlflow_image_runs_the_client_version_with_postgres_and_gcs() -> None:
     assert image["newTag"] == pinned("mlflow")
 
 
+def auth_database_uri() -> str:
+    (uri,) = re.findall(
+        r"^database_uri = (\S+)", (MLFLOW_K8S / "basic_auth.ini").read_text(), flags=re.M
+    )
+    return uri
+
+
+def test_mlflow_image_installs_the_driver_sqlalchemy_loads_for_its_database_uris() -> None:
+    """The server's stores are postgresql:// URIs; the driver SQLAlchemy imports for them is
+    the one the image must install (SQLAlchemy 2.1 loads psycopg 3, not psycopg2), within the
+    range the tests' server runs (pyproject's dev extra), binary: the slim image has no libpq."""
+    from sqlalchemy.engine import make_url
+
+    installed = pip_requirements("Dockerfile.mlflow")
+    for uri in (server_arguments()["--backend-store-uri"], auth_database_uri()):
+        module = make_url(uri).get_dialect().import_dbapi().__name__.split(".")[0]
+        (distribution,) = packages_distributions()[module]
+        assert distribution in installed, (
+            f"{uri} loads {module!r} (distribution {distribution}), which Dockerfile.mlflow "
+            f"does not install: it installs {sorted(installed)}"
+        )
+        spec = installed[distribution]
+        assert spec == dev_requirement(distribution), (spec, dev_requirement(distribution))
+        allowed = SpecifierSet(spec.removeprefix(distribution))
+        assert version(distribution) in allowed, (version(distribution), spec)
+        assert f'"{distribution}[binary]' in (DOCKER / "Dockerfile.mlflow").read_text()
+
+
 # --- kustomize manifests -------------------------------------------------------------------
-
-
-def read_env(path: Path) -> dict[str, str]:
-    """KEY=value lines of an env file (comments and blank lines skipped)."""
-    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
-    return dict(line.split("=", 1) for line in lines)
 
 
 def generated(folder: Path) -> dict[str, set[str]]:
@@ -159,6 +190,9 @@ def test_workloads_reference_what_the_kustomization_defines() -> None:
             if "configMap" in volume:
                 names = {i["key"] for i in volume["configMap"].get("items", [])}
                 assert names <= keys[volume["configMap"]["name"]], volume
+            if "secret" in volume:
+                names = {i["key"] for i in volume["secret"].get("items", [])}
+                assert names <= keys[volume["secret"]["secretName"]], volume
         claims = {c["metadata"]["name"] for c in workload["spec"].get("volumeClaimTemplates", [])}
         volumes = {v["name"] for v in pod["spec"].get("volumes", [])} | claims
         for container in pod["spec"]["containers"]:
@@ -201,9 +235,7 @@ def test_mlflow_server_settings_agree_with_the_service_and_database() -> None:
     databases = {"mlflow"} | set(
         re.findall(r"CREATE DATABASE (\w+)", (MLFLOW_K8S / "postgres-init.sql").read_text())
     )
-    auth_ini = (MLFLOW_K8S / "basic_auth.ini").read_text()
-    (auth_db,) = re.findall(r"^database_uri = (\S+)", auth_ini, flags=re.M)
-    for store in (options["--backend-store-uri"], auth_db):
+    for store in (options["--backend-store-uri"], auth_database_uri()):
         parts = urlsplit(store)
         assert parts.scheme == "postgresql" and parts.password is None, store  # PGPASSWORD
         assert parts.hostname == "postgres.mlflow.svc.cluster.local", store
@@ -218,42 +250,34 @@ def test_mlflow_server_settings_agree_with_the_service_and_database() -> None:
     )
 
 
-def render(folder: Path, tmp_path: Path) -> list[dict[str, Any]]:
-    """`kubectl kustomize` of a copy whose secret env files are made from the examples."""
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl is not installed")
-    copy = tmp_path / folder.name
-    shutil.copytree(folder, copy)
-    for example in copy.glob("secrets/*.env.example"):
-        values = {k: v or "test-value" for k, v in read_env(example).items()}
-        example.with_suffix("").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-    out = subprocess.run(
-        ["kubectl", "kustomize", str(copy)], capture_output=True, text=True, check=True
-    )
-    return [o for o in yaml.safe_load_all(out.stdout) if o]
-
-
 def test_kustomize_renders_with_generated_names_wired_in(tmp_path: Path) -> None:
-    objects = render(MLFLOW_K8S, tmp_path)
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed: the generated names are kustomize's")
+    objects = kubectl_render(MLFLOW_K8S, tmp_path)
     assert {o["metadata"].get("namespace", "mlflow") for o in objects} == {"mlflow"}
     generated_names = {
         o["metadata"]["name"] for o in objects if o["kind"] in ("Secret", "ConfigMap")
     }
-    for workload in workloads(objects):
-        spec = workload["spec"]["template"]["spec"]
-        refs = [
-            ref["name"]
-            for c in spec["containers"]
-            for e in c.get("env", [])
-            for ref in e.get("valueFrom", {}).values()
-        ] + [v["configMap"]["name"] for v in spec.get("volumes", []) if "configMap" in v]
+    for workload in [o for o in objects if o["kind"] in WORKLOAD_KINDS]:
+        spec = pod_spec(workload)
+        volumes = spec.get("volumes", [])
+        refs = (
+            [
+                ref["name"]
+                for c in all_containers(spec)
+                for e in c.get("env", [])
+                for ref in e.get("valueFrom", {}).values()
+            ]
+            + [v["configMap"]["name"] for v in volumes if "configMap" in v]
+            + [v["secret"]["secretName"] for v in volumes if "secret" in v]
+        )
         assert refs and set(refs) <= generated_names, workload["metadata"]["name"]
     account = find(objects, "ServiceAccount", "mlflow")
     assert "iam.gke.io/gcp-service-account" in account["metadata"]["annotations"]
     (container,) = find(objects, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"]
     assert container["image"].endswith(f"danq-mlflow:{pinned('mlflow')}")
 
-    (secret,) = render(KUBEFLOW_USER_K8S, tmp_path)
+    (secret,) = kubectl_render(KUBEFLOW_USER_K8S, tmp_path)
     assert secret["kind"] == "Secret" and secret["metadata"]["name"] == "mlflow-credentials"
 
 
@@ -357,8 +381,23 @@ def test_pipeline_reads_the_secrets_and_server_this_infrastructure_provides() ->
         wanted = {k["secretKey"] for k in secret["keyToEnv"]}
         assert wanted <= keys[secret["secretName"]], secret["secretName"]
 
-    parameters = spec["root"]["inputDefinitions"]["parameters"]
-    default_uri = parameters["mlflow_tracking_uri"]["defaultValue"]
+    # The tracking URI is compiled into every task whose component takes it, as a constant:
+    # no run parameter can send the steps' MLflow login to another host.
+    from danq.kfp.tracking_uri import TRACKING_URI_INPUT
+
+    assert TRACKING_URI_INPUT not in spec["root"]["inputDefinitions"]["parameters"]
+    takes_uri = {
+        name
+        for name, component in spec["components"].items()
+        if TRACKING_URI_INPUT in component.get("inputDefinitions", {}).get("parameters", {})
+    }
+    given = [
+        task["inputs"]["parameters"][TRACKING_URI_INPUT]
+        for task in tasks(spec)
+        if task["componentRef"]["name"] in takes_uri
+    ]
+    assert given, "no task takes the MLflow tracking URI"
     service = find(resources(MLFLOW_K8S), "Service", "mlflow")
-    assert default_uri == service_uri(service, kustomization(MLFLOW_K8S)["namespace"])
-    assert urlsplit(default_uri).netloc in server_arguments()["--allowed-hosts"].split(",")
+    uri = service_uri(service, kustomization(MLFLOW_K8S)["namespace"])
+    assert all(value == {"runtimeValue": {"constant": uri}} for value in given), given
+    assert urlsplit(uri).netloc in server_arguments()["--allowed-hosts"].split(",")
