@@ -18,6 +18,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import unittest.mock
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -143,17 +144,9 @@ class AuthServer:
     @contextmanager
     def login(self, user: str, password: str) -> Iterator[None]:
         """MLflow clients in this process authenticate as user within the scope."""
-        names = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-        saved = {name: os.environ.get(name) for name in names}
-        os.environ.update(dict(zip(names, (user, password))))
-        try:
+        login = {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
+        with unittest.mock.patch.dict(os.environ, login):
             yield
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
     def add_user(self, user: str, password: str) -> None:
         """A new MLflow user (default permission: the deployment's, READ), created by the admin."""

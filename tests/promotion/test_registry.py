@@ -9,8 +9,10 @@ import os
 import threading
 import time
 import uuid
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 
@@ -29,9 +31,10 @@ from danq.errors import (
     RegistryLocked,
     RegistryUnavailable,
 )
+from danq.model.loading import load_model, load_verified_model
 from danq.promotion import lock, moves
 from danq.promotion.decide import array_md5
-from danq.promotion.promote import promote_candidates
+from danq.promotion.promote import promote_candidates, score_champion
 from danq.promotion.registry import (
     CHAMPION,
     PREVIOUS_CHAMPION,
@@ -42,6 +45,8 @@ from danq.promotion.registry import (
 )
 
 from .tiny import (
+    N_INPUTS,
+    N_TARGETS,
     FailingClient,
     log_models,
     make_task,
@@ -449,3 +454,197 @@ def test_cli_promote_show_rollback(server, task, logged, tmp_path, capsys, dead_
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: MLflow tracking server at {dead_uri} unreachable after 2 ")
     assert "\n" not in err
+
+
+# --------------------------------------------------------------------------- registry verify
+
+
+def keras_model(task, perturbation: float):
+    """A tiny model of the task (see tiny.py), perturbation 0 being the true one."""
+    import keras
+
+    model = keras.Sequential(
+        [keras.Input((N_INPUTS,)), keras.layers.Dense(N_TARGETS, activation="sigmoid")]
+    )
+    kernel = task["weights"] + perturbation * task["direction"]
+    model.set_weights([kernel.astype(np.float32), np.zeros(N_TARGETS, np.float32)])
+    return model
+
+
+def register_the_old_way(server: str, task, name: str) -> tuple[str, str, np.ndarray]:
+    """A model logged and registered as danq did before it recorded checksums: plain
+    mlflow.keras.log_model and mlflow.register_model, no TAG_MODEL_SHA256 anywhere.
+    Returns (version, logged model id, its scores on the task)."""
+    import mlflow
+    import mlflow.keras
+
+    from danq import tracking
+
+    model = keras_model(task, 0.5)
+    with tracking.using(server):
+        experiment = mlflow.set_experiment("danq-before-checksums")
+        with mlflow.start_run(experiment_id=experiment.experiment_id):
+            info = mlflow.keras.log_model(
+                model, name="model", pip_requirements=["keras"], save_exported_model=False
+            )
+        version = mlflow.register_model(info.model_uri, name, await_registration_for=0)
+    return str(version.version), info.model_id, model.predict(task["x"], verbose=0)
+
+
+def model_repository(server: str, model_id: str):
+    """The artifact repository of a logged model's files, through the server's proxy."""
+    from mlflow import MlflowClient
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    location = MlflowClient(server).get_logged_model(model_id).artifact_location
+    return get_artifact_repository(location, tracking_uri=server)
+
+
+def store_as_model_file(server: str, model_id: str, keras_file: Path) -> None:
+    """Put keras_file in place of a logged model's stored model.keras: what anyone who can
+    write the artifact store could do."""
+    assert keras_file.name == "model.keras"
+    model_repository(server, model_id).log_artifact(str(keras_file), "data")
+
+
+def sha256_tags(server: str, name: str, version: str, model_id: str) -> tuple[str | None, ...]:
+    """TAG_MODEL_SHA256 of the version and of its logged model (None where missing)."""
+    from mlflow import MlflowClient
+
+    plain = MlflowClient(server)
+    return (
+        plain.get_model_version(name, version).tags.get(TAG_MODEL_SHA256),
+        plain.get_logged_model(model_id).tags.get(TAG_MODEL_SHA256),
+    )
+
+
+def test_verify_lets_a_version_registered_before_checksums_load_and_become_champion(
+    server, task, tmp_path, capsys
+):
+    name = f"danq-old-{uuid.uuid4().hex[:8]}"
+    version, model_id, y_score = register_the_old_way(server, task, name)
+    uri = f"models:/{name}/{version}"
+    client = RetryingClient(server, 0)
+    assert sha256_tags(server, name, version, model_id) == (None, None)
+    # Refused, with the way out for such a version.
+    verify = f"`danq registry verify --version {version} --model {name}`"
+    with pytest.raises(ModelIntegrityError, match=f"no {TAG_MODEL_SHA256} tag.*{verify}"):
+        load_model(uri, server)
+    with pytest.raises(ModelIntegrityError, match=f"not made champion.*{verify}"):
+        moves.promote(client, name, version, None, CFG)
+
+    params = write_params(tmp_path / "params.yaml", server, name)
+    command = ["--params", params, "registry", "verify", "--version", version]
+    assert main(command) == 0
+    out = capsys.readouterr().out
+    recorded, on_logged_model = sha256_tags(server, name, version, model_id)
+    assert recorded is not None and on_logged_model == recorded
+    assert (
+        f"version {version} of '{name}': recorded sha256 {recorded} of the file as stored now; "
+        "check that this is the model you trained" in out
+    )
+    assert f"registered model '{name}' version {version}, logged model {model_id}" in out
+
+    # What it recorded is the stored file's sha256: a verified load finds the same, and the
+    # model is the one that was logged.
+    loaded = load_verified_model(uri, server)
+    assert (loaded.sha256, loaded.verified, loaded.source) == (recorded, True, uri)
+    np.testing.assert_allclose(loaded.model.predict(task["x"], verbose=0), y_score, rtol=1e-6)
+    # Promotion's compare-and-set move accepts it, and promotion can re-score it as champion.
+    assert moves.promote(client, name, version, None, CFG) == {CHAMPION: version}
+    champion = score_champion(client, name, predict_fn(task))
+    assert champion is not None and champion.version == version
+    np.testing.assert_allclose(champion.y_score, y_score, rtol=1e-6)
+
+    # A second verify checks and changes nothing.
+    assert main(command) == 0
+    assert (
+        f"version {version} of '{name}': sha256 {recorded} is already recorded and the stored "
+        "file matches it; nothing changed" in capsys.readouterr().out
+    )
+    assert sha256_tags(server, name, version, model_id) == (recorded, recorded)
+
+
+def test_verify_takes_the_checksum_a_logged_model_recorded_at_logging(server, logged, capsys):
+    """A version registered without the tag from a model whose logging recorded it: verify
+    takes that sha256 (the file still matching it), not a new first-use one."""
+    import mlflow
+
+    from danq import tracking
+    from danq.promotion.verify import verify_version
+
+    name = f"danq-untagged-{uuid.uuid4().hex[:8]}"
+    model_id = logged["r1_baseline"]["model_uri"].removeprefix("models:/")
+    with tracking.using(server):
+        version = str(mlflow.register_model(f"models:/{model_id}", name).version)
+    at_logging = sha256_tags(server, name, version, model_id)[1]
+    assert at_logging is not None
+
+    lines = verify_version(RetryingClient(server, 0), name, version).lines()
+    assert lines[0] == (
+        f"version {version} of '{name}': recorded sha256 {at_logging}, the one its logged model "
+        f"{model_id} recorded when it was logged (the stored file matches it)"
+    )
+    assert sha256_tags(server, name, version, model_id) == (at_logging, at_logging)
+
+
+def with_foreign_module(keras_file: Path, out: Path) -> Path:
+    """A copy of a .keras archive whose layers claim a module outside Keras."""
+    out.parent.mkdir(parents=True)
+    with zipfile.ZipFile(keras_file) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "config.json":
+                data = data.replace(b'"module": "keras.layers"', b'"module": "evil.layers"')
+            dst.writestr(item, data)
+    return out
+
+
+def test_verify_checks_the_file_as_loading_does_and_never_overwrites_a_sha256(
+    server, task, tmp_path, capsys
+):
+    from mlflow import MlflowClient
+
+    name = f"danq-old-{uuid.uuid4().hex[:8]}"
+    version, model_id, _ = register_the_old_way(server, task, name)
+    params = write_params(tmp_path / "params.yaml", server, name)
+    command = ["--params", params, "registry", "verify", "--version", version]
+    stored = model_repository(server, model_id)
+    original = Path(stored.download_artifacts("data/model.keras", str(tmp_path)))
+
+    # A file loading would refuse is refused before anything is recorded.
+    foreign = with_foreign_module(original, tmp_path / "foreign" / "model.keras")
+    store_as_model_file(server, model_id, foreign)
+    assert main(command) == 1
+    err = capsys.readouterr().err
+    assert "neither Keras built-ins nor danq's own" in err and "evil.layers" in err
+    assert "nothing was recorded" in err
+    assert sha256_tags(server, name, version, model_id) == (None, None)
+
+    store_as_model_file(server, model_id, original)
+    assert main(command) == 0
+    capsys.readouterr()
+    recorded = sha256_tags(server, name, version, model_id)[0]
+    assert recorded is not None
+
+    # The stored file swapped for another valid model afterwards: loading refuses it, and
+    # verify neither accepts nor overwrites the recorded sha256.
+    other = tmp_path / "other" / "model.keras"
+    other.parent.mkdir()
+    keras_model(task, 1.0).save(other)
+    store_as_model_file(server, model_id, other)
+    uri = f"models:/{name}/{version}"
+    with pytest.raises(ModelIntegrityError, match=f"sha256 mismatch.*expected {recorded}"):
+        load_model(uri, server)
+    assert main(command) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: model {uri}: sha256 mismatch for registered model {name} ")
+    assert f"expected {recorded}" in err and "nothing was recorded" in err
+    assert sha256_tags(server, name, version, model_id) == (recorded, recorded)
+
+    # Without the version's tag, the logged model's still says what the file was.
+    MlflowClient(server).delete_model_version_tag(name, version, TAG_MODEL_SHA256)
+    assert main(command) == 1
+    err = capsys.readouterr().err
+    assert f"sha256 mismatch for logged model {model_id}" in err
+    assert sha256_tags(server, name, version, model_id) == (None, recorded)

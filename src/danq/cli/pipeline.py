@@ -31,9 +31,6 @@ from typing import TYPE_CHECKING
 
 from danq.config import Params
 from danq.errors import ConfigError
-from danq.kfp.backend import NON_ROOT_BACKEND
-from danq.kfp.images import IMAGE_UID
-from danq.kfp.tracking_uri import CLUSTER_TRACKING_URI
 
 if TYPE_CHECKING:
     import kfp
@@ -69,8 +66,9 @@ def _connect(args: argparse.Namespace, host: str) -> kfp.Client:
 
 def cmd_compile(args: argparse.Namespace, params: Params) -> int:
     from danq.kfp import images, pipeline
-    from danq.kfp.tracking_uri import redacted
+    from danq.kfp.tracking_uri import CLUSTER_TRACKING_URI, redacted
 
+    tracking_uri = args.tracking_uri or CLUSTER_TRACKING_URI
     chosen = images.pipeline_images(
         pipeline.repository_root(),
         registry=args.registry or os.environ.get("DANQ_REGISTRY"),
@@ -81,12 +79,12 @@ def cmd_compile(args: argparse.Namespace, params: Params) -> int:
         images=chosen,
         gcs_key_secret=args.gcs_key_secret,
         pipeline_root=args.pipeline_root,
-        tracking_uri=args.tracking_uri,
+        tracking_uri=tracking_uri,
         non_root=args.non_root,
     )
     print(f"compiled pipeline -> {out}, for KFP backend >= {pipeline.required_backend(out)}")
     print(f"images: {chosen.gpu} (steps on GPU nodes), {chosen.cpu} (the others)")
-    print(f"MLflow tracking URI (compiled in, no run can change it): {redacted(args.tracking_uri)}")
+    print(f"MLflow tracking URI (compiled in, no run can change it): {redacted(tracking_uri)}")
     if args.non_root:
         print(f"steps run as uid/gid {images.IMAGE_UID} with runAsNonRoot")
     if chosen == images.DEFAULT_IMAGES:
@@ -222,17 +220,17 @@ def _add_compile(commands: argparse._SubParsersAction) -> None:
     compile_.add_argument("--pipeline-root", help="default pipeline root, e.g. gs://bucket/kfp")
     compile_.add_argument(
         "--tracking-uri",
-        default=CLUSTER_TRACKING_URI,
         help="MLflow tracking server of every step, an http(s) URI without credentials (the "
         "login comes from the mlflow-credentials secret); compiled in, so no run can send the "
-        "login elsewhere (default: %(default)s, the Service of infra/k8s/mlflow)",
+        "login elsewhere (default: http://mlflow.mlflow.svc.cluster.local:5000, the Service of "
+        "infra/k8s/mlflow: danq.kfp.tracking_uri.CLUSTER_TRACKING_URI)",
     )
     compile_.add_argument(
         "--non-root",
         action="store_true",
-        help=f"run every step as uid/gid {IMAGE_UID} (the images' user) with runAsNonRoot; "
-        f"needs KFP backend >= {NON_ROOT_BACKEND}, which the YAML then declares (older "
-        "backends ignore the setting)",
+        help="run every step as the images' non-root user (danq.kfp.images.IMAGE_UID) with "
+        "runAsNonRoot; needs a KFP backend that honours it (danq.kfp.backend.NON_ROOT_BACKEND, "
+        "2.16.0), which the YAML then declares (older backends ignore the setting)",
     )
     compile_.set_defaults(handler=cmd_compile)
 

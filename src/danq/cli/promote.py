@@ -1,4 +1,4 @@
-"""`danq promote` and `danq registry show | promote | rollback | grant`."""
+"""`danq promote` and `danq registry show | promote | rollback | grant | verify`."""
 
 from __future__ import annotations
 
@@ -128,6 +128,15 @@ def cmd_registry_grant(args: argparse.Namespace, params: Params) -> int:
     return 0
 
 
+def cmd_registry_verify(args: argparse.Namespace, params: Params) -> int:
+    from danq.promotion import registry
+    from danq.promotion.verify import verify_version
+
+    name = args.model or params.mlflow.registered_model
+    print("\n".join(verify_version(registry.connect(params), name, args.version).lines()))
+    return 0
+
+
 def cmd_registry_show(args: argparse.Namespace, params: Params) -> int:
     from danq import tracking
     from danq.promotion import lock, moves, registry
@@ -207,7 +216,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     registry = commands.add_parser(
         "registry",
-        help="inspect the model registry, move or roll back `champion`, grant a user",
+        help="inspect the model registry, move or roll back `champion`, grant a user, "
+        "record a version's checksum",
         description="Alias moves take the registry lock (promote.lock_wait_s, "
         "promote.lock_expiry_s), compare the champion with the one stated, record the move "
         "before writing and read it back after; a move a failed command left unfinished is "
@@ -257,9 +267,23 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="environment variable holding the password to create the user with",
     )
     grant.add_argument("--experiment", help="experiment (default: mlflow.experiment)")
-    for parser in (show, move, rollback, grant):
+    verify = registry_commands.add_parser(
+        "verify",
+        help="record the sha256 of a version registered before danq recorded checksums",
+        description="For operators, once per version registered before danq recorded model "
+        "checksums: loading, prediction and promotion refuse a version without "
+        f"{artifacts.TAG_MODEL_SHA256}. Checks the version's stored model file as loading does "
+        "(a Keras .keras file with only Keras and danq classes) and records its sha256 on the "
+        "version (and on its logged model when that has none): the file as stored now is "
+        "trusted, so run it only for a version you know is the model you trained. A version "
+        "that has the tag is only checked (exit 0 when the file matches); a recorded sha256 "
+        "that the file does not match is never overwritten (exit 1).",
+    )
+    verify.add_argument("--version", required=True, help="registered version to verify")
+    for parser in (show, move, rollback, grant, verify):
         parser.add_argument("--model", help="registered model (default: mlflow.registered_model)")
     show.set_defaults(handler=cmd_registry_show)
     move.set_defaults(handler=cmd_registry_promote)
     rollback.set_defaults(handler=cmd_registry_rollback)
     grant.set_defaults(handler=cmd_registry_grant)
+    verify.set_defaults(handler=cmd_registry_verify)

@@ -49,7 +49,7 @@ KERAS_SUFFIX = ".keras"
 _CHUNK_BYTES = 1 << 20
 _ALIAS_URI = re.compile(r"^models:/([^/@]+)@([^/@]+)$")
 _VERSION_URI = re.compile(r"^models:/([^/@]+)/(\d+)$")
-_LOGGED_MODEL_URI = re.compile(r"^models:/(m-[0-9a-f]+)$")
+LOGGED_MODEL_URI = re.compile(r"^models:/(m-[0-9a-f]+)$")
 _RUN_URI = re.compile(r"^runs:/([^/]+)/(.+)$")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
 # Keras packages whose built-in classes deserialise by module and name
@@ -73,7 +73,7 @@ class VerifiedModel:
 
 
 @dataclass(frozen=True)
-class _Record:
+class ModelRecord:
     """What an MLflow model URI resolved to (`source`: models:/<name>/<version> or
     models:/<logged model id>), where its files are, and the sha256 recorded for them."""
 
@@ -104,10 +104,10 @@ def project_custom_objects() -> dict[str, Any]:
 # --------------------------------------------------------------------------- MLflow records
 
 
-def _logged_model(client: mlflow.MlflowClient, uri: str) -> Any:
+def logged_model(client: mlflow.MlflowClient, uri: str) -> Any:
     """The logged model (MLflow 3 LoggedModel) that a runs:/<run>/<name> or models:/m-... URI
     names. A model logged with log_model(name=...) is a logged model, not run artifacts."""
-    if found := _LOGGED_MODEL_URI.match(uri):
+    if found := LOGGED_MODEL_URI.match(uri):
         return client.get_logged_model(found.group(1))
     if found := _RUN_URI.match(uri):
         run_id, name = found.groups()
@@ -134,14 +134,14 @@ def _registered_version(client: mlflow.MlflowClient, uri: str) -> Any | None:
     return None
 
 
-def _record(client: mlflow.MlflowClient, uri: str) -> _Record:
+def model_record(client: mlflow.MlflowClient, uri: str) -> ModelRecord:
     """Resolve uri to one immutable model and the sha256 recorded for it.
 
     An alias is resolved once, to its version, and that version's files are fetched: an alias
     moved meanwhile cannot pair one version's tag with another version's file."""
     version = _registered_version(client, uri)
     if version is None:
-        logged = _logged_model(client, uri)
+        logged = logged_model(client, uri)
         where = f"logged model {logged.model_id} of run {logged.source_run_id}"
         expected = logged.tags.get(TAG_MODEL_SHA256)
         if not expected:
@@ -149,24 +149,26 @@ def _record(client: mlflow.MlflowClient, uri: str) -> _Record:
                 f"model {uri}: {where} has no {TAG_MODEL_SHA256} tag, so its file cannot be "
                 "checked; log it with danq (tracking.log_keras_model records the tag)"
             )
-        return _Record(f"models:/{logged.model_id}", logged.artifact_location, where, expected)
+        return ModelRecord(f"models:/{logged.model_id}", logged.artifact_location, where, expected)
     where = f"registered model {version.name} version {version.version}"
     source = f"models:/{version.name}/{version.version}"
     expected = version.tags.get(TAG_MODEL_SHA256)
     if not expected:
         raise ModelIntegrityError(
             f"model {uri}: {where} has no {TAG_MODEL_SHA256} tag, so its file cannot be "
-            "checked; it was not registered by danq promote. Register the model through "
-            "`danq promote` (which records the sha256), or move the alias back to a version "
-            "that has the tag"
+            "checked. A version registered before danq recorded checksums: check that it is "
+            "the model you trained and record its file's sha256 with `danq registry verify "
+            f"--version {version.version} --model {version.name}`. Otherwise register the "
+            "model through `danq promote` (which records the sha256), or move the alias back "
+            "to a version that has the tag"
         )
     # ModelVersion.model_id does not survive the REST API (its proto lacks the field): a
     # version registered from a logged model names it in its source, models:/m-...
-    logged_source = _LOGGED_MODEL_URI.match(version.source or "")
+    logged_source = LOGGED_MODEL_URI.match(version.source or "")
     model_id = version.model_id or (logged_source.group(1) if logged_source else None)
     if not model_id:
         artifact_uri = client.get_model_version_download_uri(version.name, version.version)
-        return _Record(source, artifact_uri, where, expected)
+        return ModelRecord(source, artifact_uri, where, expected)
     logged = client.get_logged_model(model_id)
     logged_tag = logged.tags.get(TAG_MODEL_SHA256)
     if logged_tag and logged_tag != expected:
@@ -175,10 +177,10 @@ def _record(client: mlflow.MlflowClient, uri: str) -> _Record:
             f"{model_id} records {logged_tag}: a tag was changed after logging; "
             "do not use this version, register the model again from its training run"
         )
-    return _Record(source, logged.artifact_location, where, expected)
+    return ModelRecord(source, logged.artifact_location, where, expected)
 
 
-def _fetch(client: mlflow.MlflowClient, artifact_uri: str, uri: str, dst: Path) -> Path:
+def fetch_model_file(client: mlflow.MlflowClient, artifact_uri: str, uri: str, dst: Path) -> Path:
     """The model's MLmodel and the .keras file it names, downloaded from the model folder at
     artifact_uri into dst; returns the .keras file. Nothing else is fetched: on a server with
     authentication every file costs requests that each check a password."""
@@ -342,7 +344,8 @@ def _deserialize(path: Path, uri: str) -> keras.Model:
         raise PredictError(f"model {uri}: cannot load: {err}") from None
 
 
-def _check_sha256(path: Path, uri: str, where: str, expected: str) -> str:
+def check_sha256(path: Path, uri: str, where: str, expected: str) -> str:
+    """The sha256 of path, if it is `expected`; ModelIntegrityError naming both if not."""
     actual = sha256_file(path)
     if actual != expected.lower():
         raise ModelIntegrityError(
@@ -363,9 +366,11 @@ def record_model_sha256(client: mlflow.MlflowClient, model_uri: str) -> str:
 
     The file is downloaded back from the artifact store: what is hashed is what later loads
     will download."""
-    logged = _logged_model(client, model_uri)
+    logged = logged_model(client, model_uri)
     with tempfile.TemporaryDirectory(prefix="danq-model-") as tmp:
-        digest = sha256_file(_fetch(client, logged.artifact_location, model_uri, Path(tmp)))
+        digest = sha256_file(
+            fetch_model_file(client, logged.artifact_location, model_uri, Path(tmp))
+        )
     client.set_logged_model_tags(logged.model_id, {TAG_MODEL_SHA256: digest})
     if logged.source_run_id:
         client.set_tag(logged.source_run_id, TAG_MODEL_SHA256, digest)
@@ -376,20 +381,20 @@ def verified_sha256(client: mlflow.MlflowClient, model_uri: str) -> str:
     """The sha256 of the logged model at model_uri (runs:/<run>/<name> or models:/m-...),
     checked against the TAG_MODEL_SHA256 that logging recorded; for registration to put on
     the new version. Raises ModelIntegrityError when the tag is missing or differs."""
-    record = _record(client, model_uri)
+    record = model_record(client, model_uri)
     with tempfile.TemporaryDirectory(prefix="danq-model-") as tmp:
-        path = _fetch(client, record.artifact_uri, model_uri, Path(tmp))
-        return _check_sha256(path, model_uri, record.where, record.expected)
+        path = fetch_model_file(client, record.artifact_uri, model_uri, Path(tmp))
+        return check_sha256(path, model_uri, record.where, record.expected)
 
 
 def load_verified(client: mlflow.MlflowClient, model_uri: str) -> VerifiedModel:
     """The model at an MLflow URI, loaded only once its file matches the sha256 recorded in
     the registry: models:/<name>@<alias> and models:/<name>/<version> need the registered
     version's tag, runs:/<run>/<name> and models:/m-... the logged model's."""
-    record = _record(client, model_uri)
+    record = model_record(client, model_uri)
     with tempfile.TemporaryDirectory(prefix="danq-model-") as tmp:
-        path = _fetch(client, record.artifact_uri, model_uri, Path(tmp))
-        digest = _check_sha256(path, model_uri, record.where, record.expected)
+        path = fetch_model_file(client, record.artifact_uri, model_uri, Path(tmp))
+        digest = check_sha256(path, model_uri, record.where, record.expected)
         model = _deserialize(path, model_uri)
         metadata = mlmodel_metadata(Path(tmp))
     return VerifiedModel(model, model_uri, record.source, digest, True, metadata)
@@ -413,7 +418,7 @@ def load_local(path: Path, expected_sha256: str | None = None) -> VerifiedModel:
         copy = Path(tmp) / source.name
         shutil.copyfile(source, copy)
         digest = (
-            _check_sha256(copy, uri, "the expected sha256 given", expected_sha256)
+            check_sha256(copy, uri, "the expected sha256 given", expected_sha256)
             if expected_sha256
             else sha256_file(copy)
         )

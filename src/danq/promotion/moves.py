@@ -114,7 +114,9 @@ def _require_verifiable(client: RetryingClient, name: str, version: str) -> None
         raise ModelIntegrityError(
             f"version {version} of registered model {name!r} has no {TAG_MODEL_SHA256} tag: "
             "its model file cannot be verified, so it is not made champion. Register its "
-            "logged model again through promotion, which records the sha256"
+            "logged model again through promotion, which records the sha256; or, for a "
+            "version registered before danq recorded checksums, check that it is the model "
+            f"you trained and run `danq registry verify --version {version} --model {name}`"
         )
 
 

@@ -12,8 +12,8 @@ need, from those validators:
 - deleting an alias, a version tag or the registered model: MANAGE on it;
 - creating a registered model or an experiment: no grant while workspaces are off (the
   creator then gets MANAGE on what it created);
-- logging to a run (tags, artifacts through the proxied artifact store): EDIT on its
-  experiment; reading a run or a logged model: READ on its experiment.
+- logging to a run (tags, artifacts through the proxied artifact store) or tagging a logged
+  model: EDIT on its experiment; reading a run or a logged model: READ on its experiment.
 """
 
 from __future__ import annotations
@@ -31,11 +31,13 @@ USER_VARIABLE = "MLFLOW_TRACKING_USERNAME"
 
 _MODEL = "registered model"
 _RUN_EXPERIMENT = "the experiment of run"
+_LOGGED_EXPERIMENT = "the experiment of logged model"
 # method -> (the permission it needs, what the first argument names)
 _NEEDS: dict[str, tuple[str, str]] = {
     "get_registered_model": ("READ", _MODEL),
     "get_model_version": ("READ", _MODEL),
     "get_model_version_by_alias": ("READ", _MODEL),
+    "get_model_version_download_uri": ("READ", _MODEL),
     "create_model_version": ("EDIT (and READ on the source run)", _MODEL),
     "set_registered_model_alias": ("EDIT", _MODEL),
     "set_registered_model_tag": ("EDIT", _MODEL),
@@ -48,6 +50,8 @@ _NEEDS: dict[str, tuple[str, str]] = {
     "get_run": ("READ", _RUN_EXPERIMENT),
     "set_tag": ("EDIT", _RUN_EXPERIMENT),
     "log_artifact": ("EDIT", _RUN_EXPERIMENT),
+    "get_logged_model": ("READ", _LOGGED_EXPERIMENT),
+    "set_logged_model_tags": ("EDIT", _LOGGED_EXPERIMENT),
 }
 
 

@@ -172,25 +172,11 @@ def current_champion(client: RetryingClient, name: str) -> ModelVersion | None:
 
 
 def _logged_model_source(raw: Any, model_uri: str) -> tuple[str, str, str]:
-    """(source, run_id, model_id) of a runs:/<run_id>/<name> or models:/<model_id> URI.
+    """(source, run_id, model_id) of a runs:/<run_id>/<name> or models:/<model_id> URI: the
+    logged model it names (danq.model.integrity.logged_model)."""
+    from danq.model.integrity import logged_model
 
-    MLflow 3 stores a model logged with log_model(name=...) as a logged model, not as run
-    artifacts, so a runs:/ URI is resolved to that logged model.
-    """
-    if model_uri.startswith("runs:/"):
-        run_id, _, artifact_name = model_uri.removeprefix("runs:/").partition("/")
-        run = raw.get_run(run_id)
-        found = raw.search_logged_models(
-            experiment_ids=[run.info.experiment_id],
-            filter_string=f"name = '{artifact_name}' AND source_run_id = '{run_id}'",
-        )
-        if not found:
-            raise MlflowException(f"{model_uri}: run {run_id} logged no model {artifact_name!r}")
-        logged = max(found, key=lambda m: m.creation_timestamp)
-    elif model_uri.startswith("models:/m-"):
-        logged = raw.get_logged_model(model_uri.removeprefix("models:/"))
-    else:
-        raise MlflowException(f"{model_uri}: expected runs:/<run_id>/<name> or models:/<model_id>")
+    logged = logged_model(raw, model_uri)
     return f"models:/{logged.model_id}", logged.source_run_id, logged.model_id
 
 
