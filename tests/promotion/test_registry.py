@@ -648,3 +648,36 @@ def test_verify_checks_the_file_as_loading_does_and_never_overwrites_a_sha256(
     err = capsys.readouterr().err
     assert f"sha256 mismatch for logged model {model_id}" in err
     assert sha256_tags(server, name, version, model_id) == (None, recorded)
+
+
+def test_a_move_left_part_way_in_a_sqlite_store_read_directly_is_completed(
+    tmp_path, monkeypatch, capsys
+):
+    """A SQL store read directly (sqlite:, as `make run` uses) gives alias versions as ints;
+    the recorded move holds strings: repair must still recognise the part-way state."""
+    from mlflow import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    raw = MlflowClient(uri, uri)
+    name = "direct-store"
+    raw.create_registered_model(name)
+    for _ in range(3):
+        raw.create_model_version(name, str(tmp_path), tags={TAG_MODEL_SHA256: "0" * 64})
+    raw.set_registered_model_alias(name, PREVIOUS_CHAMPION, "2")  # written, then the kill
+    raw.set_registered_model_alias(name, CHAMPION, "2")
+    assert isinstance(raw.get_registered_model(name).aliases[CHAMPION], int)
+    move = moves.Move(
+        "promote",
+        {CHAMPION: "2", PREVIOUS_CHAMPION: "1"},
+        {CHAMPION: "3", PREVIOUS_CHAMPION: "2"},
+        owner="killed command",
+        time="2026-12-02T00:00:00+00:00",
+    )
+    raw.set_registered_model_tag(name, TAG_ALIAS_MOVE, move.to_json())
+
+    client = RetryingClient(uri, 0)
+    assert moves.repair(client, name, CFG) == {CHAMPION: "3", PREVIOUS_CHAMPION: "2"}
+    assert "completed it" in capsys.readouterr().err
+    assert moves.pending_move(client, name) == (None, None)
+    assert raw.get_model_version(name, "3").tags[TAG_REPLACED_VERSION] == "2"

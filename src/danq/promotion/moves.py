@@ -40,6 +40,7 @@ from danq.promotion.registry import (
     CHAMPION,
     PREVIOUS_CHAMPION,
     RetryingClient,
+    alias_versions,
     aliases,
     report,
 )
@@ -210,7 +211,7 @@ def _repair(client: RetryingClient, name: str) -> dict[str, str]:
             return {}
         raise
     record = model.tags.get(TAG_ALIAS_MOVE)
-    current = dict(model.aliases)
+    current = alias_versions(model)
     if record is None:
         return current
     try:

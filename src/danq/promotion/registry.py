@@ -151,14 +151,16 @@ def _not_found(err: MlflowException) -> bool:
     return err.error_code == "RESOURCE_DOES_NOT_EXIST"
 
 
-def aliases(client: RetryingClient, name: str) -> dict[str, str]:
-    """Alias -> version of the registered model; empty when the model does not exist yet.
+def alias_versions(model: Any) -> dict[str, str]:
+    """Alias -> version of a RegisteredModel, versions as strings: the REST API gives strings,
+    a SQL store read directly (sqlite:) ints, and moves compare them with recorded strings."""
+    return {alias: str(version) for alias, version in model.aliases.items()}
 
-    Versions as strings: the REST API gives strings, a SQL store read directly (sqlite:) ints.
-    """
+
+def aliases(client: RetryingClient, name: str) -> dict[str, str]:
+    """Alias -> version of the registered model; empty when the model does not exist yet."""
     try:
-        found = client.get_registered_model(name).aliases
-        return {alias: str(version) for alias, version in found.items()}
+        return alias_versions(client.get_registered_model(name))
     except MlflowException as err:
         if _not_found(err):
             return {}
