@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import urllib.parse
@@ -58,6 +59,16 @@ def redact_uri(uri: str) -> str:
     if (netloc, query) == (parts.netloc, parts.query):
         return uri  # unchanged, and not re-joined: urlunsplit turns sqlite:/// into sqlite:/
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
+
+
+def error_text(err: Exception) -> str:
+    """An MLflow error's message with any password or token in the URLs it quotes redacted
+    (MLflow quotes the whole request URL, a login in it included)."""
+    text = getattr(err, "message", None) or str(err)
+    return _URL.sub(lambda found: redact_uri(found.group()), text)
 
 
 def resolve_uri(cfg: MlflowConfig) -> str:

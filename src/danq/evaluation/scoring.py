@@ -25,7 +25,6 @@ from danq.data.targets import shard_target_table
 from danq.errors import DataError, EvaluationError
 from danq.evaluation.metrics import json_safe, per_target_auroc_aupr, summarise
 from danq.io import storage
-from danq.model.integrity import error_text
 from danq.model.loading import load_model, load_verified_model
 
 if TYPE_CHECKING:
@@ -305,7 +304,7 @@ def _provenance(tracking_uri: str, run_id: str | None) -> dict[str, str | None]:
     except MlflowException as err:
         raise EvaluationError(
             f"training run {run_id} is not in the MLflow store {tracking.redact_uri(tracking_uri)} "
-            f"({error_text(err)}); "
+            f"({tracking.error_text(err)}); "
             "the model was trained against another store: train again (dvc repro -f train)"
         ) from None
     return {

@@ -51,7 +51,6 @@ _ALIAS_URI = re.compile(r"^models:/([^/@]+)@([^/@]+)$")
 _VERSION_URI = re.compile(r"^models:/([^/@]+)/(\d+)$")
 LOGGED_MODEL_URI = re.compile(r"^models:/(m-[0-9a-f]+)$")
 _RUN_URI = re.compile(r"^runs:/([^/]+)/(.+)$")
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
 # Keras packages whose built-in classes deserialise by module and name
 # (keras/src/saving/serialization_lib.py, `_retrieve_class_or_fn`).
 _BUILTIN_MODULES = ("keras", "builtins")
@@ -195,15 +194,9 @@ def fetch_model_file(client: mlflow.MlflowClient, artifact_uri: str, uri: str, d
     except (MlflowException, OSError) as err:
         raise PredictError(
             f"model {uri}: cannot download its files from {tracking.redact_uri(artifact_uri)}: "
-            f"{error_text(err)}"
+            f"{tracking.error_text(err)}"
         ) from None
     return keras_file_of(dst, uri)
-
-
-def error_text(err: Exception) -> str:
-    """An MLflow error's message with any password or token in the URLs it quotes redacted."""
-    text = getattr(err, "message", None) or str(err)
-    return _URL.sub(lambda found: tracking.redact_uri(found.group()), text)
 
 
 # --------------------------------------------------------------------------- files

@@ -128,13 +128,7 @@ def load_verified_model(
     try:
         return integrity.load_verified(_mlflow_client(tracking_uri), uri)
     except MlflowException as err:
-        raise PredictError(f"model {uri}: cannot load: {_mlflow_message(err)}") from None
-
-
-def _mlflow_message(err: Exception) -> str:
-    from danq.model.integrity import error_text
-
-    return error_text(err)
+        raise PredictError(f"model {uri}: cannot load: {tracking.error_text(err)}") from None
 
 
 def _parse_names(value: object, source: str) -> list[str]:
@@ -183,7 +177,7 @@ def mlflow_target_names(
             if TARGET_NAMES_KEY in values:
                 return _parse_names(values[TARGET_NAMES_KEY], f"{uri} {source}"), source
     except MlflowException as err:
-        raise PredictError(f"model {uri}: {_mlflow_message(err)}") from None
+        raise PredictError(f"model {uri}: {tracking.error_text(err)}") from None
     except json.JSONDecodeError as err:
         raise PredictError(f"model {uri}: '{TARGET_NAMES_KEY}' is not JSON: {err}") from None
     return None
