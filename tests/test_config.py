@@ -84,3 +84,20 @@ def test_tracking_uri_falls_back_to_env_then_sqlite(monkeypatch: pytest.MonkeyPa
     assert tracking.resolve_uri(params.mlflow) == "sqlite:///mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert tracking.resolve_uri(params.mlflow) == "http://127.0.0.1:5000"
+
+
+def test_jaspar_init_modes_and_rmsprop_epsilon(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yaml"
+    jaspar = load_params(missing, ["model.preset=danq_jaspar"]).model
+    assert (jaspar.jaspar_init, jaspar.jaspar_release) == ("original", "JASPAR2016")
+    # The former boolean still parses: true was the sampled initialisation.
+    assert load_params(missing, ["model.jaspar_init=true"]).model.jaspar_init == "sample"
+    assert load_params(missing).model.jaspar_init == "none"
+    assert load_params(missing).train.epsilon == pytest.approx(1e-7)
+    assert load_params(missing, ["train.epsilon=1e-6"]).train.epsilon == pytest.approx(1e-6)
+    for override, key in (
+        ("model.jaspar_init=all", "model.jaspar_init"),
+        ("train.epsilon=0", "train.epsilon"),
+    ):
+        with pytest.raises(ConfigError, match=key):
+            load_params(missing, [override])

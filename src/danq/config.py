@@ -147,14 +147,16 @@ class DropoutConfig(_Strict):
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
     # Quang & Xie 2016: 46,926,479 parameters with 919 targets.
     "danq": dict(conv_filters=320, conv_width=26, pool_size=13, lstm_units=320, dense_units=925),
-    # DanQ-JASPAR: about half the filters initialised from JASPAR vertebrate motifs.
+    # DanQ-JASPAR as the authors initialised it: all 519 JASPAR 2016 CORE vertebrate motifs and
+    # 6 reverse complements in 525 of the 1,024 filters (danq.model.network).
     "danq_jaspar": dict(
         conv_filters=1024,
         conv_width=30,
         pool_size=15,
         lstm_units=512,
         dense_units=925,
-        jaspar_init=True,
+        jaspar_init="original",
+        jaspar_release="JASPAR2016",
     ),
     # Reduced size for the embedded synthetic run on a 2-core CPU (~3,000 samples/s on 500 bp).
     # Pooling 26 keeps the BiLSTM short; a wider LSTM and dense layer learn the grammar in
@@ -170,8 +172,20 @@ class ModelConfig(_Strict):
     pool_size: int = Field(13, gt=0)
     lstm_units: int = Field(320, gt=0)
     dense_units: int = Field(925, gt=0)
-    jaspar_init: bool = False
+    jaspar_init: Literal["none", "sample", "original"] = Field(
+        "none",
+        description="motif filters from JASPAR: none; sample (n_filters/4 random motifs and "
+        "their reverse complements); original (all that fit, as DanQ-JASPAR did)",
+    )
     jaspar_release: str = "JASPAR2024"
+
+    @field_validator("jaspar_init", mode="before")
+    @classmethod
+    def _jaspar_init_from_bool(cls, value: Any) -> Any:
+        # The setting was a boolean before "original" existed; true meant "sample".
+        if isinstance(value, bool):
+            return "sample" if value else "none"
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -200,6 +214,13 @@ class TrainConfig(_Strict):
     batch_size: int = Field(100, gt=0)
     learning_rate: float = Field(1e-3, gt=0.0, lt=1.0)
     rho: float = Field(0.9, gt=0.0, lt=1.0)
+    epsilon: float = Field(
+        1e-7,
+        gt=0.0,
+        lt=1.0,
+        description="RMSprop epsilon, inside the square root: Keras 3's 1e-7; the original "
+        "DanQ (Keras 0.x) used 1e-6",
+    )
     max_epochs: int = Field(60, gt=0)
     patience: int = Field(5, ge=0)
     shuffle_buffer: int = Field(10_000, ge=0)

@@ -5,7 +5,10 @@ decode per batch (raw bytes to one-hot float32 and unpacked labels) -> optional
 reverse-complement augmentation -> prefetch.
 
 With shuffle off, samples come out in exactly the source order (for "forward" shards: the
-forward half, then the regenerated reverse-complement half, as in the DeepSEA files).
+forward half, then the regenerated reverse-complement half, as in the DeepSEA files). With
+shuffle on, a pass still holds every sample the shards stand for once: "forward" shards are
+read once per strand, so one pass is n_source_samples long whatever `halves` is, and an epoch
+of steps_per_epoch() batches never runs past the end of its pass.
 """
 
 from __future__ import annotations
@@ -98,8 +101,10 @@ def make_dataset(
     seed derived from (seed, epoch): a run resumed at epoch k sees exactly the batches an
     uninterrupted run would. Without it, one pass.
     `rc_augment` replaces each sample by its reverse complement with probability 1/2.
-    Shards stored as "forward" halves are expanded to both strands: in order when shuffle is
-    off, by random reverse complement when it is on.
+    Shards stored as "forward" halves are expanded to both strands, each sample once per
+    strand: in order when shuffle is off (the forward half, then the reverse-complement half),
+    by shuffling (file, strand) pairs when it is on. Either way a pass yields
+    manifest.n_source_samples samples, as "both" shards do.
     `codes_only` yields base codes (B, L) uint8 instead of one-hot.
     """
     shard_dir = local_shard_dir(shard_dir)
@@ -107,26 +112,31 @@ def make_dataset(
     files = shard_files(shard_dir, manifest)
     compression = "GZIP" if manifest.compression == "gzip" else ""
     expand_forward = manifest.halves == "forward"
-    augment = rc_augment or (expand_forward and shuffle)
+    strands = [False, True] if expand_forward else [False]
+    sources = [(file, is_rc) for is_rc in strands for file in files]
 
     def decode(batch_records, is_rc, batch_seed):
         codes, labels = _decode(batch_records, manifest)
         codes = tf.where(is_rc[:, None], reverse_complement(codes), codes)
-        if augment:
+        if rc_augment:
             codes = _random_rc(codes, batch_seed)
         return (codes if codes_only else one_hot(codes)), labels
+
+    def read(file: tf.Tensor, is_rc: tf.Tensor) -> tf.data.Dataset:
+        return tf.data.TFRecordDataset(file, compression).map(lambda r: (r, is_rc))
 
     def one_epoch(epoch: int) -> tf.data.Dataset:
         # Python-int seeds: a tensor seed breaks Dataset.shuffle once a global seed is set
         # (keras.utils.set_random_seed), and plain ints keep each epoch's order reproducible.
         epoch_seed = (seed * 1_000_003 + epoch) % 2**63
         if shuffle:
-            file_ds = tf.data.Dataset.from_tensor_slices(files).shuffle(
-                len(files), seed=epoch_seed, reshuffle_each_iteration=False
-            )
+            # A forward shard file comes twice, once per strand, in random places of the order.
+            file_ds = tf.data.Dataset.from_tensor_slices(
+                ([file for file, _ in sources], [is_rc for _, is_rc in sources])
+            ).shuffle(len(sources), seed=epoch_seed, reshuffle_each_iteration=False)
             records = file_ds.interleave(
-                lambda f: tf.data.TFRecordDataset(f, compression),
-                cycle_length=min(4, len(files)),
+                read,
+                cycle_length=min(4, len(sources)),
                 num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=True,
             )
@@ -134,7 +144,6 @@ def make_dataset(
                 records = records.shuffle(
                     shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False
                 )
-            records = records.map(lambda r: (r, False))
         else:
             records = tf.data.TFRecordDataset(files, compression).map(lambda r: (r, False))
             if expand_forward:  # forward half, then the reverse-complement half, as in the file
@@ -159,4 +168,5 @@ def make_dataset(
 
 
 def steps_per_epoch(shard_dir: str, batch_size: int) -> int:
+    """Batches in one pass of make_dataset (without drop_remainder), shuffled or not."""
     return -(-read_manifest(shard_dir).n_source_samples // batch_size)
