@@ -101,3 +101,14 @@ def test_jaspar_init_modes_and_rmsprop_epsilon(tmp_path: Path) -> None:
     ):
         with pytest.raises(ConfigError, match=key):
             load_params(missing, [override])
+
+
+def test_study_defaults_pair_8_seeds_with_patience_5_and_a_studied_primary_arm() -> None:
+    study = load_params(REPO / "params.yaml").study
+    assert study.seeds >= 8  # the exact sign-flip test can reach p < 0.05 from 6 seeds
+    assert study.patience == 5  # DanQ's and the paper's
+    assert study.primary in study.arms and study.primary != "baseline"
+    assert study.tolerance == 0.003  # the paper's "within 0.3 %"
+    assert study.max_epochs >= 60  # room to stop early: seed 0 stopped at 51 of batch 250
+    with pytest.raises(ConfigError, match="study"):
+        load_params(REPO / "params.yaml", ["study.arms=[baseline, epoch]"])  # no primary arm

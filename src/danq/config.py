@@ -286,11 +286,16 @@ class StudyConfig(_Strict):
     An arm is a dropout schedule (the fixed-rate baseline, or random dropout redrawn per run,
     epoch or batch) at one batch size; each range in `ranges` adds a random-dropout arm
     (redrawn per `range_redraw`) per batch size. Every random arm is compared with the
-    baseline at its batch size. Seed i trains with train.seed + i in every arm.
+    baseline at its batch size, paired by seed: seed i trains with train.seed + i in every
+    arm. The primary comparison is `primary` against the baseline at the largest batch size
+    (danq.study.analysis).
     """
 
-    seeds: int = Field(5, ge=2, description="runs per arm (a rank test needs at least 2)")
+    seeds: int = Field(8, ge=2, description="runs per arm (the paired tests need at least 2)")
     arms: list[StudyArm] = Field(default_factory=lambda: list(STUDY_ARMS), min_length=2)
+    primary: StudyArm = Field(
+        "run", description="the arm of the primary comparison, at the largest batch size"
+    )
     batch_sizes: list[int] = Field(default_factory=lambda: [100, 250], min_length=1)
     ranges: list[RangeSweep] = Field(default_factory=list)
     range_redraw: Literal["run", "epoch", "batch"] = "epoch"
@@ -304,13 +309,18 @@ class StudyConfig(_Strict):
         dense_units=128,
     )
     learning_rate: float | None = Field(0.003, gt=0.0, lt=1.0, description="None: train's")
-    max_epochs: int = Field(30, gt=0)
-    patience: int = Field(2, ge=1)
+    max_epochs: int = Field(80, gt=0)
+    patience: int = Field(5, ge=1, description="DanQ and the paper: 5")
     samples_per_epoch: int | None = Field(
         None, gt=0, description="None: an epoch is one pass over the training data"
     )
-    bootstrap_samples: int = Field(2000, ge=100)
-    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    tolerance: float = Field(
+        0.003,
+        ge=0.0,
+        lt=1.0,
+        description="relative distance to a target loss that counts as reached (paper: 0.3 %)",
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="CI level; tests at 1 - it")
     experiment: str = "danq-study"
 
     @field_validator("arms")
@@ -321,6 +331,14 @@ class StudyConfig(_Strict):
         if len(set(arms)) != len(arms):
             raise ValueError("an arm is listed twice")
         return arms
+
+    @model_validator(mode="after")
+    def _primary_is_a_random_arm(self) -> StudyConfig:
+        if self.primary == "baseline" or self.primary not in self.arms:
+            raise ValueError(
+                f"primary: {self.primary!r} must be one of the random-dropout arms {self.arms}"
+            )
+        return self
 
     @field_validator("batch_sizes")
     @classmethod

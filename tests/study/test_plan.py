@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from danq.config import ConfigError, load_params
@@ -15,6 +17,8 @@ from danq.study.plan import baseline_of, planned_runs, run_params, study_arms
         ("study.arms=[baseline, baseline]", "study.arms"),
         ("study.batch_sizes=[100, 100]", "study.batch_sizes"),
         ("study.seeds=1", "study.seeds"),
+        ("study.primary=baseline", "study"),
+        ("study.arms=[baseline, epoch]", "study"),  # the primary arm (run) is not studied
         (
             "study.ranges=[{pool: {low: 0.3, high: 0.1}, lstm: {low: 0.4, high: 0.6}}]",
             "study.ranges",
@@ -51,7 +55,12 @@ def test_each_arm_trains_with_its_schedule_batch_size_and_seed(tmp_path):
 
 
 def test_runs_are_planned_seed_by_seed_across_arms(tmp_path):
-    overrides = ["study.seeds=2", "study.arms=[baseline, epoch]", "study.batch_sizes=[100, 250]"]
+    overrides = [
+        "study.seeds=2",
+        "study.arms=[baseline, epoch]",
+        "study.primary=epoch",
+        "study.batch_sizes=[100, 250]",
+    ]
     params = load_params(tmp_path / "none.yaml", overrides)
     plan = [(arm.name, seed) for arm, seed in planned_runs(params)]
     assert plan == [
@@ -68,3 +77,23 @@ def test_runs_are_planned_seed_by_seed_across_arms(tmp_path):
     assert (arm.label, arm.variant) == ("random, per epoch (batch 250)", "random_dropout")
     assert baseline_of(arm).name == "baseline-b250"
     assert baseline_of(arm).variant == "baseline"
+
+
+def test_the_deepsea_settings_are_the_papers():
+    """study/params-deepsea.yaml, used as --params: full DanQ, one-pass epochs, DanQ's
+    training settings, batch sizes up to 1,000, the primary arm at the largest."""
+    path = Path(__file__).parents[2] / "study" / "params-deepsea.yaml"
+    params = load_params(path)
+    assert params.study.seeds >= 8 and params.study.patience == 5
+    primary = next(
+        arm
+        for arm in study_arms(params)
+        if arm.schedule == params.study.primary and arm.batch_size == 1000
+    )
+    run = run_params(params, primary, seed_index=0)
+    assert run.model.conv_filters == 320 and run.model.lstm_units == 320
+    assert run.model.dense_units == 925
+    assert run.train.batch_size == max(params.study.batch_sizes) == 1000
+    assert run.train.steps_per_epoch is None  # an epoch is one pass
+    assert (run.train.learning_rate, run.train.max_epochs, run.train.patience) == (0.001, 60, 5)
+    assert run.dropout.random_dropout.redraw == "run"

@@ -3,6 +3,7 @@ against statistics computed here by hand from the recorded per-run values."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import yaml
 
 from danq.cli.main import main
 from danq.config import load_params
+from danq.data.shards import read_manifest
 
 # Every test here trains a study (or shares the module's trained one).
 pytestmark = pytest.mark.slow
@@ -28,12 +30,12 @@ TINY_MODEL = dict(
 TINY_STUDY = dict(
     seeds=2,
     arms=["baseline", "epoch"],
+    primary="epoch",
     batch_sizes=[32],
     model=TINY_MODEL,
     max_epochs=4,
     patience=1,
     learning_rate=0.05,
-    bootstrap_samples=500,
     experiment="danq-study-test",
 )
 ARMS = ("baseline-b32", "epoch-b32")
@@ -138,77 +140,73 @@ def test_runs_are_mlflow_children_of_one_parent_run(study):
     assert parent.info.status == "FINISHED"
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "study")}
     assert {"study/report.md", "study/report.html", "study/analysis.json"} <= artifacts
-    assert "epoch-b32.epochs_to_stop.difference" in parent.data.metrics
+    assert "primary.p_value" in parent.data.metrics
 
 
-def hand_u(arm: list[float], baseline: list[float]) -> float:
-    """Mann-Whitney U of arm vs baseline by counting pairs, ties as one half."""
-    return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in arm for b in baseline)
-
-
-def hand_variance(xs: list[float]) -> float:
-    mean = sum(xs) / len(xs)
-    return sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
-
-
-def hand_bootstrap(baseline: list[float], arm: list[float], n: int, seed: int) -> list[float]:
-    """The documented procedure, one resample at a time."""
-    rng = np.random.default_rng(seed)
-    base_draws = rng.integers(0, len(baseline), (n, len(baseline)))
-    arm_draws = rng.integers(0, len(arm), (n, len(arm)))
-    return sorted(
-        sum(arm[i] for i in arm_draws[k]) / len(arm)
-        - sum(baseline[i] for i in base_draws[k]) / len(baseline)
-        for k in range(n)
+def hand_sign_flip_p(differences: list[float]) -> float:
+    """Two-sided sign-flip p over all sign patterns, one pattern at a time."""
+    observed = abs(sum(differences))
+    patterns = list(itertools.product((1, -1), repeat=len(differences)))
+    extreme = sum(
+        abs(sum(s * d for s, d in zip(signs, differences))) >= observed - 1e-12
+        for signs in patterns
     )
+    return extreme / len(patterns)
 
 
-def test_analysis_matches_hand_computed_statistics(study):
+def test_analysis_matches_hand_computed_statistics(study, tiny_shards):
     records = runs(study)
+    one_pass = read_manifest(str(tiny_shards / "train")).n_source_samples
     analysis = json.loads((study["out"] / "analysis.json").read_text())
-    (comparison,) = analysis["comparisons"]
-    assert (comparison["arm"], comparison["baseline"]) == ("epoch-b32", "baseline-b32")
-    metrics = (
-        "epochs_to_stop",
-        "best_epoch",
-        "time_to_best_s",
-        "best_val_loss",
-        "test_macro_auroc",
-        "test_macro_aupr",
-    )
-    for metric in metrics:
-        base = values(records, "baseline-b32", metric)
-        arm = values(records, "epoch-b32", metric)
-        for name, xs in (("baseline-b32", base), ("epoch-b32", arm)):
-            summary = analysis["arms"][name][metric]
-            assert summary["mean"] == pytest.approx(sum(xs) / 2)
-            assert summary["var"] == pytest.approx(hand_variance(xs), abs=1e-12)
-            assert summary["max"] == max(xs)
-        c = comparison["metrics"][metric]
-        assert c["difference"] == pytest.approx(sum(arm) / 2 - sum(base) / 2, abs=1e-12)
-        assert c["mann_whitney_u"] == hand_u(arm, base)
-        draws = hand_bootstrap(base, arm, TINY_STUDY["bootstrap_samples"], seed=11)
-        assert c["ci_low"] == pytest.approx(np.quantile(draws, 0.025), abs=1e-12)
-        assert c["ci_high"] == pytest.approx(np.quantile(draws, 0.975), abs=1e-12)
-    # Epochs to stop: the early-stop epoch, or max_epochs for a run that never stopped.
+    primary = analysis["primary"]
+    assert (primary["arm"], primary["baseline"]) == ("epoch-b32", "baseline-b32")
+    by_run = {(r["arm"], r["seed_index"]): r for r in analysis["runs"]}
     for r in records:
-        curves = r["curves"]
-        assert r["epochs_to_stop"] == len(curves["val_loss"])
+        curve = r["curves"]["val_loss"]
+        # The curves, best loss and epochs the endpoints are computed from.
+        assert r["epochs_run"] == len(curve)
         if not r["early_stopped"]:
-            assert r["epochs_to_stop"] == TINY_STUDY["max_epochs"]
-        best = int(np.argmin(curves["val_loss"])) + 1
-        assert r["best_epoch"] == best
-        assert r["best_val_loss"] == pytest.approx(min(curves["val_loss"]))
+            assert r["epochs_run"] == TINY_STUDY["max_epochs"]
+        assert r["best_epoch"] == int(np.argmin(curve)) + 1
+        assert r["best_val_loss"] == pytest.approx(min(curve))
+        assert r["samples_per_epoch"] == one_pass  # study.samples_per_epoch null: one pass
+        # Epochs to within 0.3 % of the run's own best, censored when it never stopped.
+        ends = by_run[(r["arm"], r["seed_index"])]
+        own = next(e for e, v in enumerate(curve, 1) if v <= min(curve) * 1.003)
+        assert ends["epochs_to_own_best"] == own
+        assert ends["epochs_to_own_best_censored"] == (not r["early_stopped"])
+    for seed in (0, 1):
+        pair = [r for r in records if r["seed_index"] == seed]
+        stopped = [r["best_val_loss"] for r in pair if r["early_stopped"]]
+        target = max(stopped) * 1.003 if stopped else None
+        for r in pair:
+            ends = by_run[(r["arm"], seed)]
+            assert ends["target_loss"] == (pytest.approx(target) if stopped else None)
+            hit = [e for e, v in enumerate(r["curves"]["val_loss"], 1) if stopped and v <= target]
+            assert ends["epochs_to_target"] == (hit[0] if hit else TINY_STUDY["max_epochs"] + 1)
+            assert ends["epochs_to_target_censored"] == (not hit)
+    # Paired by seed on the metrics that are never censored: the mean per-seed difference and
+    # the sign-flip p over the 4 sign patterns of 2 seeds.
+    for c in analysis["secondary"]:
+        if c["metric"] not in ("best_val_loss", "test_macro_auroc"):
+            continue
+        base = {r["seed_index"]: r[c["metric"]] for r in records if r["arm"] == "baseline-b32"}
+        arm = {r["seed_index"]: r[c["metric"]] for r in records if r["arm"] == "epoch-b32"}
+        differences = [arm[i] - base[i] for i in (0, 1)]
+        assert c["differences"] == pytest.approx(differences)
+        assert c["difference"] == pytest.approx(sum(differences) / 2)
+        assert c["p_value"] == pytest.approx(hand_sign_flip_p(differences))
+        assert c["p_value"] <= c["p_holm"] <= min(1.0, 3 * c["p_value"])
 
 
 def test_report_files_show_every_arm(study):
     out = study["out"]
-    for name in ("report.md", "report.html", "runs.csv", "epochs_to_stop.png"):
+    for name in ("report.md", "report.html", "runs.csv", "convergence.png"):
         assert (out / name).stat().st_size > 0
     assert (out / "val_loss_curves.png").exists() and (out / "val_auroc_curves.png").exists()
     markdown = (out / "report.md").read_text()
-    assert "random, per epoch (batch 32): early stop at epoch" in markdown
-    assert markdown.count("| baseline (batch 32) |") == 2  # summary and spread tables
+    assert "random, per epoch (batch 32) vs the baseline, epochs to the common target" in markdown
+    assert markdown.count("| baseline (batch 32) |") == 1  # the per-arm table
     assert "data:image/png;base64," in (out / "report.html").read_text()
     assert len((out / "runs.csv").read_text().splitlines()) == 5
 

@@ -57,10 +57,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="multi-seed study: does random dropout converge in fewer epochs? (params: study)",
         description="Train study.seeds runs per arm (baseline; random dropout redrawn per run, "
         "epoch or batch; optional rate ranges) at each of study.batch_sizes, evaluate each on "
-        "the test split, and compare every random arm with the baseline: epochs to early "
-        "stop, best epoch, time to best, best val loss, test AUROC/AUPR, with bootstrap CIs "
-        "and Mann-Whitney U tests. Runs are MLflow child runs of one parent run; an "
-        "interrupted study resumes where it stopped. Writes report.md/html to --out.",
+        "the test split, and compare every random arm with the baseline paired by seed (seed "
+        "i: same initial weights and data order in every arm): epochs and samples to a "
+        "validation loss common to the arms of a seed, epochs to within 0.3% of the run's "
+        "own best, best val loss and test AUROC, with paired t intervals and exact sign-flip "
+        "tests; one primary comparison (study.primary vs baseline at the largest batch size), "
+        "the rest Holm-adjusted, and the primary test's power. Runs are MLflow child runs of "
+        "one parent run; an interrupted study resumes where it stopped. Writes report.md/html "
+        "to --out.",
     )
     add_study_arguments(study)
     study.set_defaults(handler=cmd_study)

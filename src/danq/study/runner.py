@@ -2,19 +2,22 @@
 
 Li & Huang (2020) report that random dropout converges in fewer epochs at a large batch size
 (20 epochs over 14 runs against 27 over 6) and not at a small one, without statistics, and
-leave open when a rate should be redrawn. The study trains every arm with the same seeds:
+leave open when a rate should be redrawn. The study trains every arm with the same seeds, so
+its runs are paired by seed:
 
     arm = dropout schedule (baseline; random dropout redrawn per run, epoch or batch;
           optionally other rate ranges) x batch size
 
 Each run is an ordinary `train_variant` run (early stopping, checkpoints, MLflow) followed by
 the test-set evaluation of `danq evaluate`; all of them are grouped under one MLflow parent
-run. Every random arm is compared with the baseline at its batch size (danq.study.analysis),
-and the report written (danq.study.report). The arms and each run's settings: danq.study.plan.
+run. Every random arm is compared with the baseline at its batch size, seed by seed
+(danq.study.analysis), and the report written (danq.study.report). The arms and each run's
+settings: danq.study.plan.
 
 out_dir (small enough to commit) holds:
     study.json           settings fingerprint and the MLflow parent run (written first)
-    runs.json, runs.csv  every run's recorded values (runs.json with per-epoch curves)
+    runs.json, runs.csv  every run's recorded values (runs.json with the per-epoch curves the
+                         endpoints are computed from; runs.csv with the endpoints)
     analysis.json, report.md, report.html, *.png   once every run is done
 runs_dir/<fingerprint>/<arm>/seed<i>/ holds one run: train_variant's outputs (a checkpoint/
 while unfinished), eval/ (test metrics) and record.json (written last: the run is done).
@@ -52,6 +55,7 @@ from danq.artifacts import (
     write_json,
 )
 from danq.config import Params, parse_params
+from danq.data.shards import read_manifest
 from danq.errors import ConfigError, StudyStateError
 from danq.evaluation.scoring import evaluate_variant
 from danq.io import storage
@@ -165,9 +169,15 @@ def read_record(runs: Path, arm: Arm, seed_index: int) -> dict[str, Any] | None:
 
 
 def run_record(
-    arm: Arm, seed_index: int, seed: int, history: dict[str, Any], metrics: dict[str, Any]
+    arm: Arm,
+    seed_index: int,
+    seed: int,
+    samples_per_epoch: int,
+    history: dict[str, Any],
+    metrics: dict[str, Any],
 ) -> dict[str, Any]:
-    """What the analysis reads from one run: convergence, timing, loss and test metrics."""
+    """What the analysis reads from one run: convergence, timing, loss and test metrics, and
+    the per-epoch curves from which danq.study.analysis derives the convergence endpoints."""
     epochs = history["epochs"]
     best = history["best_epoch"]
     stopped = history["stopped_epoch"]
@@ -180,8 +190,8 @@ def run_record(
         "seed": seed,
         "run_id": metrics["mlflow_run_id"],
         "early_stopped": stopped is not None,
-        # A run that never stopped early is counted at max_epochs (right-censored).
-        "epochs_to_stop": stopped if stopped is not None else history["epochs_run"],
+        "epochs_run": history["epochs_run"],
+        "samples_per_epoch": samples_per_epoch,
         "best_epoch": best,
         "best_val_loss": history["best_val_loss"],
         # Training and validation time of the epochs up to the best one: model building,
@@ -222,7 +232,13 @@ def train_and_record(
         data_dir=params.data_dir,
     )
     history = read_json(where / HISTORY_FILE)
-    record = run_record(arm, seed_index, settings.train.seed, history, metrics)
+    steps = settings.train.steps_per_epoch
+    per_epoch = (
+        steps * arm.batch_size
+        if steps
+        else read_manifest(storage.join(shard_dir, "train")).n_source_samples
+    )
+    record = run_record(arm, seed_index, settings.train.seed, per_epoch, history, metrics)
     write_json(where / STUDY_RECORD_FILE, record)
     return record
 
@@ -280,7 +296,8 @@ def train_runs(
         record = train_and_record(params, arm, seed, study, shard_dir, runs)
         elapsed = time.monotonic() - started
         print(
-            f"[{count}/{len(todo)}] {arm.name} seed {seed}: stop {record['epochs_to_stop']}, "
+            f"[{count}/{len(todo)}] {arm.name} seed {seed}: "
+            f"{'stopped' if record['early_stopped'] else 'cut'} at {record['epochs_run']}, "
             f"best {record['best_epoch']} (val_loss {record['best_val_loss']:.4f}), "
             f"test AUROC {record['test_macro_auroc']:.3f}, {record['wall_time_s']:.0f} s; "
             f"{elapsed:.0f} s so far, about {elapsed / count * (len(todo) - count):.0f} s to go",
