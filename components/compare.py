@@ -12,7 +12,7 @@ def compare(
     baseline_evaluation: Input[Dataset],
     random_dropout_training: Input[Artifact],
     random_dropout_evaluation: Input[Dataset],
-    test_shards: Input[Dataset],
+    valid_shards: Input[Dataset],
     report: Output[HTML],
     report_markdown: Output[Markdown],
     decision: Output[Markdown],
@@ -26,9 +26,10 @@ def compare(
 ) -> bool:
     """The comparison report and the blessing decision; True when a candidate is blessed.
     Reads the registry but changes nothing in it; scores the current champion on the
-    candidates' test rows (hence a GPU node). candidates (the evaluations by variant) and
-    champion_scores are the promote step's inputs. One input pair per variant of
-    danq.config.VARIANTS: a ParallelFor would make the train tasks' retry policy void."""
+    candidates' validation rows, where the decision is made (hence a GPU node). candidates
+    (the evaluations by variant) and champion_scores are the promote step's inputs. One
+    input pair per variant of danq.config.VARIANTS: a ParallelFor would make the train
+    tasks' retry policy void."""
     import shutil
     import tempfile
 
@@ -44,7 +45,7 @@ def compare(
         params,
         [baseline_training.path, random_dropout_training.path],
         [baseline_evaluation.path, random_dropout_evaluation.path],
-        f"{test_shards.path}/test",
+        f"{valid_shards.path}/valid",
         work,
         candidates.path,
         champion_scores.path,

@@ -9,7 +9,7 @@ from components import DEFAULT_CPU_IMAGE
 @dsl.component(base_image=DEFAULT_CPU_IMAGE, install_kfp_package=False)
 def promote(
     candidates: Input[Dataset],
-    test_shards: Input[Dataset],
+    valid_shards: Input[Dataset],
     champion_scores: Input[Dataset],
     blessing: Output[Artifact],
     summary: Output[Markdown],
@@ -41,7 +41,7 @@ def promote(
     result = promote_round(
         params,
         candidates.path,
-        f"{test_shards.path}/test",
+        f"{valid_shards.path}/valid",
         champion_scores.path,
         work,
         lineage,

@@ -26,7 +26,8 @@ def train(
     overrides: list,
 ):
     """model.keras and run.json in model; history.json, run.json and the training curve in
-    training. The checkpoint lives under checkpoint_root/<resume_key or the KFP run id>/
+    training (with train.seeds > 1 in the overrides: each seed in turn, into seed-<i>/ of
+    both). The checkpoint lives under checkpoint_root/<resume_key or the KFP run id>/
     <variant>, so a retried task continues from its last finished epoch in the same MLflow
     run. Fails when fewer than gpu_count GPUs are visible (0: CPU allowed, as in local runs)."""
     from danq.kfp.lineage import Lineage
@@ -42,7 +43,7 @@ def train(
         overrides,
     )
     lineage = Lineage.of_step(kfp_run_id, image, data_uri, data_fingerprint)
-    result = train_model(
+    results = train_model(
         params,
         variant,
         shards.path,
@@ -53,9 +54,11 @@ def train(
         resume_key or kfp_run_id,
         lineage,
     )
+    result = results[0]  # the first seed's, the only one by default
     model.metadata.update(
         {
             "variant": variant,
+            "seeds": len(results),
             "mlflow_run_id": result.run_id,
             "model_uri": result.model_uri,
             "best_epoch": result.best_epoch,

@@ -1,9 +1,11 @@
 """The DanQ training pipeline for Kubeflow Pipelines v2.
 
     importer(data_uri) -> validate (hard gate; returns the data's fingerprint; never cached)
-    -> prepare (refuses data other than the fingerprinted) -> fit shards, test shards
-    -> per variant: train (GPU node, retried, resumable) -> evaluate (GPU node)
-    -> compare (report + blessing decision; scores the champion on a GPU node)
+    -> prepare (refuses data other than the fingerprinted) -> fit, valid and test shards
+    -> per variant: train (GPU node, retried, resumable; train.seeds in sequence)
+    -> evaluate (GPU node; validation decides, test is reported)
+    -> compare (report + blessing decision on validation; re-scores the champion there on a
+       GPU node)
     -> If(blessed): promote (register, move `champion`; never cached)
 
 One train task per variant, unrolled at compile time rather than a ParallelFor: KFP backends
@@ -236,6 +238,7 @@ def build_pipeline(
             scored[variant] = step(
                 evaluate(
                     model=trained[variant].outputs["model"],
+                    valid_shards=shards.outputs["valid_shards"],
                     test_shards=shards.outputs["test_shards"],
                     mlflow_tracking_uri=tracking_uri,
                     overrides=overrides,
@@ -260,7 +263,7 @@ def build_pipeline(
             for output, task in (("training", trained[variant]), ("evaluation", scored[variant]))
         }
         decided = step(
-            compare(test_shards=shards.outputs["test_shards"], **by_variant, **thresholds),
+            compare(valid_shards=shards.outputs["valid_shards"], **by_variant, **thresholds),
             "compare",
             mlflow=True,
             image=gpu_image,
@@ -272,7 +275,7 @@ def build_pipeline(
             promoted = step(
                 promote(
                     candidates=decided.outputs["candidates"],
-                    test_shards=shards.outputs["test_shards"],
+                    valid_shards=shards.outputs["valid_shards"],
                     champion_scores=decided.outputs["champion_scores"],
                     image=cpu_image,
                     **lineage,

@@ -17,8 +17,8 @@ dvc repro "$@"
 
 echo
 echo "== comparison (build/report/comparison.md) =="
-sed -n '3,6p' build/report/comparison.md
-grep -E '^- macro|^Verdict' build/report/comparison.md || true
+sed -n '3,/^$/p' build/report/comparison.md
+grep -E '^Verdict' build/report/comparison.md || true
 echo
 danq registry show | head -20
 echo

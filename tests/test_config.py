@@ -103,6 +103,41 @@ def test_jaspar_init_modes_and_rmsprop_epsilon(tmp_path: Path) -> None:
             load_params(missing, [override])
 
 
+def test_seeds_and_bootstrap_blocks_settings(tmp_path: Path) -> None:
+    params = load_params(tmp_path / "absent.yaml")
+    assert params.train.seeds == 1  # one run per variant unless asked
+    assert params.promote.bootstrap_block_rows == "auto"
+    assert (
+        load_params(
+            tmp_path / "absent.yaml", ["promote.bootstrap_block_rows=25"]
+        ).promote.bootstrap_block_rows
+        == 25
+    )
+    for bad in (
+        "train.seeds=0",
+        "promote.bootstrap_block_rows=0",
+        "promote.bootstrap_block_rows=big",
+    ):
+        with pytest.raises(ConfigError, match=bad.split("=")[0]):
+            load_params(tmp_path / "absent.yaml", [bad])
+
+
+def test_auto_blocks_are_one_row_on_synthetic_data_and_deepsea_blocks_otherwise(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from danq.evaluation.resampling import DEEPSEA_BLOCK_ROWS, block_rows
+
+    cfg = load_params(tmp_path / "absent.yaml").promote
+    assert block_rows(cfg, None) == DEEPSEA_BLOCK_ROWS == 50
+    assert block_rows(cfg, str(tmp_path)) == 50  # no metadata.json: DeepSEA-like data
+    (tmp_path / "metadata.json").write_text(json.dumps({"generator": "danq data synth"}))
+    assert block_rows(cfg, str(tmp_path)) == 1
+    fixed = load_params(tmp_path / "absent.yaml", ["promote.bootstrap_block_rows=7"]).promote
+    assert block_rows(fixed, str(tmp_path)) == 7
+
+
 def test_study_defaults_pair_8_seeds_with_patience_5_and_a_studied_primary_arm() -> None:
     study = load_params(REPO / "params.yaml").study
     assert study.seeds >= 8  # the exact sign-flip test can reach p < 0.05 from 6 seeds

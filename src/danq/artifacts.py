@@ -30,6 +30,9 @@ METRICS_FILE = "metrics.json"
 PER_TARGET_FILE = "per_target.tsv"
 PREDICTIONS_FILE = "predictions.npz"
 CURVES_FILE = "curves.json"
+VALID_DIR = "valid"  # the validation split's evaluation, beside the test split's files
+EVAL_SEEDS_DIR = "seeds"  # with train.seeds > 1: one evaluation per seed
+SEEDS_FILE = "seeds.json"  # in a variant's training folder when train.seeds > 1
 
 # --- other stage outputs ---------------------------------------------------------------------
 VALIDATION_REPORT_FILE = "report.json"
@@ -38,6 +41,7 @@ DATA_DOCS_INDEX_FILE = "index.html"  # Great Expectations' entry page of the dat
 SHARD_MANIFEST_FILE = "manifest.json"
 SHARD_TARGETS_FILE = "targets.json"  # in each split folder: target names and categories
 DATA_METADATA_FILE = "metadata.json"
+SYNTH_GENERATOR = "danq data synth"  # DATA_METADATA_FILE's "generator" on the synthetic data
 BLESSING_FILE = "blessing.json"
 COMPARISON_JSON_FILE = "comparison.json"
 COMPARISON_MD_FILE = "comparison.md"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -227,6 +227,10 @@ class TrainConfig(_Strict):
     rc_augment: bool = False
     steps_per_epoch: int | None = Field(None, gt=0)
     seed: int = Field(1234, ge=0)
+    # Seeds per variant (seed i trains with seed + i): N x the training time. The variants
+    # are then compared over seeds and the champion is the best seed of the better variant,
+    # both on validation (danq.evaluation.seeds).
+    seeds: int = Field(1, ge=1, le=100, description="training runs per variant")
 
 
 class MlflowConfig(_Strict):
@@ -249,7 +253,24 @@ class PromoteConfig(_Strict):
     max_regressed_fraction: float = Field(0.2, ge=0.0, le=1.0)
     metric: Literal["auroc", "aupr"] = "aupr"
     bootstrap_max_rows: int | None = Field(
-        20_000, ge=100, description="rows the bootstrap subsamples to (None: all test rows)"
+        20_000, ge=100, description="rows the bootstrap subsamples to (None: all rows)"
+    )
+    # Rows of an evaluation are forward windows with their reverse complement already averaged
+    # in (one row per pair), so a pair is always resampled together. DeepSEA windows are
+    # 1,000 bp at a 200-bp step, in genomic order: a row shares up to 800 bp with each of its
+    # 4 neighbours either side, and peaks span several bins, so labels stay correlated past
+    # that. 50 rows (10 kb of consecutive windows) is 10x the overlap reach and leaves 80
+    # blocks on DeepSEA's 4,000 validation rows. "auto": 1 (independent rows) for data written
+    # by `danq data synth`, whose sequences are drawn independently (its metadata.json says
+    # so), else 50; where the data folder is not at hand (a pipeline step), 50.
+    bootstrap_block_rows: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto", description="contiguous rows resampled together (1: independent rows)"
+    )
+    # A fixed target must hold each class in this many blocks: a target in k of B blocks is
+    # missing from a resample of B blocks with probability ~exp(-k); 10 makes that 5e-5, so
+    # on 919 DeepSEA targets ~4% of resamples are redrawn.
+    bootstrap_min_class_blocks: int = Field(
+        10, ge=1, description="blocks that must hold a positive (and a negative) of a target"
     )
     max_retries: int = Field(3, ge=0)
     # The registry lock (danq.promotion.lock) around every alias move.

@@ -227,7 +227,8 @@ def test_bootstrap_is_seeded_and_blocks_replay_resamples(
     assert paired_bootstrap_delta(y_true, noise, good, "aupr", 100, 0.9, 7) == first
     # One target per block must draw the same resamples as one block of all targets.
     blocked = paired_bootstrap_delta(y_true, noise, good, "aupr", 100, 0.9, 7, block_bytes=1)
-    assert blocked == pytest.approx(first, rel=1e-12)
+    assert blocked.pop("targets") == first["targets"]
+    assert blocked == pytest.approx({k: v for k, v in first.items() if k != "targets"}, rel=1e-12)
     assert paired_bootstrap_delta(y_true, noise, good, "aupr", 100, 0.9, 8) != first
 
 
@@ -264,3 +265,51 @@ def test_bootstrap_rejects_bad_arguments(bootstrap_models: dict[str, np.ndarray]
         paired_bootstrap_delta(y_true, noise, noise, "auroc", 10, 1.5, 0)
     with pytest.raises(ValueError, match="scoreable"):
         paired_bootstrap_delta(y_true[:, 5:], noise[:, 5:], noise[:, 5:], "auroc", 10, 0.95, 0)
+
+
+def test_bootstrap_averages_a_fixed_set_of_targets_and_redraws_resamples_lacking_a_class() -> None:
+    """Targets are fixed once on all rows; a resample in which one of them lacks positives is
+    redrawn (and counted), so every resample averages the same targets."""
+    rng = np.random.default_rng(5)
+    y_true = (rng.random((300, 3)) < 0.3).astype(np.uint8)
+    y_true[:, 2] = 0
+    y_true[[10, 11], 2] = 1  # two positive rows: often missing from a resample
+    a = rng.random(y_true.shape)
+    b = (y_true + rng.normal(0, 0.5, y_true.shape)).astype(np.float32)
+    result = paired_bootstrap_delta(y_true, a, b, "auroc", 200, 0.95, 0)
+    assert result["targets"] == [0, 1, 2] and result["n_excluded"] == 0
+    # P(both rows missing) = (1 - 2/300)^300 ~ 0.13: some draws were redrawn.
+    assert 0 < result["n_redrawn"] < 200 and result["n_boot"] == 200
+    auroc_a, _ = per_target_auroc_aupr(y_true, a)
+    auroc_b, _ = per_target_auroc_aupr(y_true, b)
+    assert result["delta"] == pytest.approx(np.mean(auroc_b - auroc_a))
+    # Asking for positives in 3 blocks (rows, here) leaves the rare target out, for good.
+    fewer = paired_bootstrap_delta(y_true, a, b, "auroc", 50, 0.95, 0, min_class_blocks=3)
+    assert fewer["targets"] == [0, 1] and fewer["n_excluded"] == 1 and fewer["n_redrawn"] == 0
+    with pytest.raises(ValueError, match="held both classes of every compared target"):
+        paired_bootstrap_delta(
+            y_true, a, b, "auroc", 200, 0.95, 0, block_rows=100, max_draws_per_resample=1
+        )
+
+
+def test_block_bootstrap_widens_the_interval_when_neighbouring_rows_repeat() -> None:
+    """Rows in runs of 10 copies (like overlapping windows): resampling rows treats them as
+    10x the evidence; blocks of 10 resample the runs and give the honest, wider interval."""
+    rng = np.random.default_rng(9)
+    base = (rng.random((60, 4)) < 0.4).astype(np.uint8)
+    y_true = np.repeat(base, 10, axis=0)
+    a = np.repeat(base + rng.normal(0, 0.8, base.shape), 10, axis=0)
+    b = np.repeat(base + rng.normal(0, 0.8, base.shape), 10, axis=0)
+    rows = paired_bootstrap_delta(y_true, a, b, "auroc", 300, 0.95, 1)
+    blocks = paired_bootstrap_delta(y_true, a, b, "auroc", 300, 0.95, 1, block_rows=10)
+    assert rows["delta"] == blocks["delta"] and blocks["block_rows"] == 10
+    width = blocks["ci_high"] - blocks["ci_low"]
+    assert width > 2 * (rows["ci_high"] - rows["ci_low"])
+
+
+def test_bootstrap_rows_keep_whole_blocks() -> None:
+    rows = bootstrap_rows(1000, 200, seed=2, block_rows=50)
+    assert len(rows) == 200
+    starts = rows[::50]
+    assert np.all(starts % 50 == 0)
+    assert np.array_equal(rows, (starts[:, None] + np.arange(50)).ravel())

@@ -56,7 +56,9 @@ def test_target_names_and_categories_from_metadata(tiny_data: Path) -> None:
 def test_evaluate_and_report(
     tiny_data: Path, tiny_shards: Path, tiny_models: Path, tmp_path: Path
 ) -> None:
-    params = Params.model_validate({"promote": {"bootstrap_samples": 50}})
+    params = Params.model_validate(
+        {"promote": {"bootstrap_samples": 50, "bootstrap_min_class_blocks": 2}}
+    )
     for variant in ("baseline", "random_dropout"):
         metrics = evaluate_variant(
             params,
@@ -65,9 +67,26 @@ def test_evaluate_and_report(
             str(tiny_shards / "test"),
             str(tmp_path / "eval" / variant),
             str(tiny_data),
+            valid_shard_dir=str(tiny_shards / "valid"),
         )
         saved = json.loads((tmp_path / "eval" / variant / "metrics.json").read_text())
         assert saved["overall"]["auroc"] == pytest.approx(metrics["overall"]["auroc"])
+        # Validation beside test, labelled: its own predictions and metrics under valid/.
+        assert saved["split"] == "test" and saved["validation"]["split"] == "valid"
+        valid = np.load(tmp_path / "eval" / variant / "valid" / "predictions.npz")
+        assert len(valid["y_true"]) == saved["validation"]["n"] == 40
+        valid_auroc = [
+            roc_auc_score(valid["y_true"][:, t], valid["y_score"][:, t])
+            for t in range(16)
+            if 0 < valid["y_true"][:, t].sum() < len(valid["y_true"])
+        ]
+        assert saved["validation"]["overall"]["auroc"] == pytest.approx(np.mean(valid_auroc))
+        assert (
+            json.loads((tmp_path / "eval" / variant / "valid" / "metrics.json").read_text())[
+                "overall"
+            ]
+            == saved["validation"]["overall"]
+        )
         preds = np.load(tmp_path / "eval" / variant / "predictions.npz")
         auroc = [
             roc_auc_score(preds["y_true"][:, t], preds["y_score"][:, t])
@@ -85,9 +104,21 @@ def test_evaluate_and_report(
         str(tmp_path / "eval"),
         str(tmp_path / "report"),
         plots_dir=str(tmp_path / "plots"),
+        data_dir=str(tiny_data),  # synthetic: independent rows, blocks of 1
     )
-    delta = comparison["delta"]["aupr"]
-    assert delta["ci_low"] <= delta["delta"] <= delta["ci_high"]
+    assert comparison["block_rows"] == 1 and comparison["oracle"] is None
+    for split in ("valid", "test"):
+        delta = comparison["delta"][split]["aupr"]
+        assert delta["ci_low"] <= delta["delta"] <= delta["ci_high"]
+        assert delta["verdict"] in (
+            "within noise (the interval includes 0)",
+            "the trained random_dropout model is better",
+            "the trained baseline model is better",
+        )
+    markdown = (tmp_path / "report" / "comparison.md").read_text()
+    assert "Verdict on valid (decides promotion), trained random-dropout model" in markdown
+    assert "Verdict on test (reported only)" in markdown
+    assert "not two methods" in markdown and "What the interval means" in markdown
     report = tmp_path / "report"
     for name in (
         "comparison.md",
@@ -98,7 +129,7 @@ def test_evaluate_and_report(
         "roc_pr_curves.png",
     ):
         assert (report / name).stat().st_size > 0, name
-    assert json.loads((report / "comparison.json").read_text())["delta"]["aupr"] == delta
+    assert json.loads((report / "comparison.json").read_text())["delta"]["test"]["aupr"] == delta
     # The tables for dvc plots go to their own folder, and only there.
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
         "aupr_scatter.csv",
@@ -125,9 +156,12 @@ def test_cli_copies_metrics_and_plot_tables_for_dvc(
     monkeypatch.chdir(tmp_path)  # paths.metrics_dir is relative: "metrics"
     common = ["--params", "absent.yaml", "-S", "promote.bootstrap_samples=20"]
     folders = ["--models", str(tiny_models), "--shards", str(tiny_shards / "test")]
+    folders += ["--valid-shards", str(tiny_shards / "valid")]
     folders += ["--data", str(tiny_data)]
     assert main([*common, "evaluate", *folders, "--out", "eval"]) == 0
-    assert "baseline: test macro AUROC" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "baseline: validation macro AUROC" in out and "decides promotion" in out
+    assert "; test macro AUROC" in out and "(reported only)" in out
     for variant in ("baseline", "random_dropout"):
         copy = tmp_path / "metrics" / f"{variant}.json"
         assert copy.read_text() == (tmp_path / "eval" / variant / "metrics.json").read_text()
@@ -137,11 +171,44 @@ def test_cli_copies_metrics_and_plot_tables_for_dvc(
 
     report = ["report", "--models", str(tiny_models), "--eval", "eval", "--out", "report"]
     assert main([*common, *report]) == 0
-    assert "report: report/comparison.md and comparison.html" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "report: report/comparison.md and comparison.html" in out
+    # 40 rows in blocks of 50 (DeepSEA's, the data not being at hand): no interval, said so.
+    assert "Verdict on valid (decides promotion): no interval" in out
+    assert "oracle" not in out
     assert (tmp_path / "metrics" / "plots" / "aupr_scatter.csv").exists()
     assert (tmp_path / "report" / "comparison.md").exists()
     assert main([*common, *report, "--plots-dir", "tables"]) == 0
     assert (tmp_path / "tables" / "roc_baseline.csv").exists()
+    capsys.readouterr()
+
+    # The oracle's scores, when `danq data oracle` wrote them: the ceiling row and each
+    # model's test macro AUROC as a share of the oracle's.
+    (tmp_path / "oracle").mkdir()
+    oracle = {
+        "overall": {"auroc": 0.8, "aupr": 0.5},
+        "categories": {"single": {"auroc": 0.9, "aupr": 0.6}},
+    }
+    (tmp_path / "oracle" / "metrics.json").write_text(json.dumps(oracle))
+    blocks_of_one = [
+        "-S",
+        "promote.bootstrap_block_rows=1",
+        "-S",
+        "promote.bootstrap_min_class_blocks=2",
+    ]
+    assert main([*common, *blocks_of_one, *report, "--oracle", "oracle"]) == 0
+    out = capsys.readouterr().out
+    oracle_row = next(line for line in out.splitlines() if "PWM-scan oracle" in line)
+    assert "| 0.8000 | 0.5000 | 1.000 |" in oracle_row
+    baseline = json.loads((tmp_path / "eval" / "baseline" / "metrics.json").read_text())
+    share = baseline["overall"]["auroc"] / 0.8
+    assert f"| {share:.3f} |" in next(line for line in out.splitlines() if "(baseline)" in line)
+    assert "Verdict on valid (decides promotion), trained random-dropout model" in out
+    markdown = (tmp_path / "report" / "comparison.md").read_text()
+    category_row = next(
+        line for line in markdown.splitlines() if line.startswith("| PWM-scan oracle |")
+    )
+    assert category_row.endswith("| 0.6000 |")  # "single", the last category in order
 
 
 def test_evaluation_scores_the_logged_model_once_verified(

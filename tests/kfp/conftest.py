@@ -35,6 +35,10 @@ TINY_OVERRIDES = [
     "evaluate.batch_size=80",
     "promote.bootstrap_samples=20",
     "promote.bootstrap_max_rows=100",
+    # 40 independent validation rows (synthetic): blocks of 1, and targets with positives
+    # in at least 2 rows.
+    "promote.bootstrap_block_rows=1",
+    "promote.bootstrap_min_class_blocks=2",
 ]
 
 

@@ -64,11 +64,13 @@ def chain(
         overrides=overrides,
     )
     out["fit_shards"] = artifact(Dataset, root / "fit_shards")
+    out["valid_shards"] = artifact(Dataset, root / "valid_shards")
     out["test_shards"] = artifact(Dataset, root / "test_shards")
     prepare.python_func(
         data=out["data"],
         data_fingerprint=out["fingerprint"],
         fit_shards=out["fit_shards"],
+        valid_shards=out["valid_shards"],
         test_shards=out["test_shards"],
         overrides=overrides,
     )
@@ -97,6 +99,7 @@ def chain(
         trained["roc"] = artifact(ClassificationMetrics, root / variant / "roc")
         evaluate.python_func(
             model=trained["model"],
+            valid_shards=out["valid_shards"],
             test_shards=out["test_shards"],
             evaluation=trained["evaluation"],
             metrics=trained["metrics"],
@@ -158,23 +161,33 @@ def test_validate_returns_the_fingerprint_that_prepare_holds_the_data_to(
             data=artifact(Dataset, data),
             data_fingerprint=fingerprint,
             fit_shards=artifact(Dataset, tmp_path / "fit"),
+            valid_shards=artifact(Dataset, tmp_path / "valid"),
             test_shards=artifact(Dataset, tmp_path / "test"),
             overrides=tiny_overrides,
         )
     assert not (tmp_path / "fit").exists() and not (tmp_path / "test").exists()
+    assert not (tmp_path / "valid").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 @pytest.mark.slow
 def test_prepare_splits_fit_and_test_shards(chain: dict) -> None:
-    """train receives train and valid only; the steps after it the test split only."""
+    """train receives train and valid only; the steps after it valid and test, apart."""
     fit, test = Path(chain["fit_shards"].path), Path(chain["test_shards"].path)
+    valid = Path(chain["valid_shards"].path)
     assert sorted(p.name for p in fit.iterdir()) == ["train", "valid"]
+    assert sorted(p.name for p in valid.iterdir()) == ["valid"]
     assert sorted(p.name for p in test.iterdir()) == ["test"]
-    for folder, split, n in ((fit, "train", 240), (fit, "valid", 80), (test, "test", 80)):
+    for folder, split, n in (
+        (fit, "train", 240),
+        (fit, "valid", 80),
+        (valid, "valid", 80),
+        (test, "test", 80),
+    ):
         manifest = json.loads((folder / split / "manifest.json").read_text())
         assert manifest["n_samples"] == n
     assert chain["fit_shards"].metadata == {"train_samples": 240, "valid_samples": 80}
+    assert chain["valid_shards"].metadata == {"valid_samples": 80}
     assert chain["test_shards"].metadata == {"test_samples": 80}
 
 
@@ -276,14 +289,20 @@ def test_evaluate_hands_on_the_rows_the_bootstrap_uses(chain: dict) -> None:
     """predictions.npz holds bootstrap_rows' rows (here all 40: fewer than the cap; the cut
     itself is tested with paired_bootstrap_delta in tests/evaluation) and their indices."""
     folder = Path(chain["baseline"]["evaluation"].path)
-    assert json.loads((folder / "metrics.json").read_text())["n_test"] == TEST_ROWS
+    written = json.loads((folder / "metrics.json").read_text())
+    assert written["n_test"] == TEST_ROWS and written["validation"]["n"] == TEST_ROWS
     params = task_params({}, chain["overrides"])
     expected = bootstrap_rows(TEST_ROWS, params.promote.bootstrap_max_rows, params.seed)
-    with np.load(folder / "predictions.npz") as predictions:
-        assert np.array_equal(predictions["rows"], expected)
-        assert predictions["y_score"].shape == predictions["y_true"].shape == (TEST_ROWS, 16)
-    with np.load(Path(chain["random_dropout"]["evaluation"].path) / "predictions.npz") as other:
-        assert np.array_equal(other["rows"], expected)
+    for split in ("", "valid"):
+        with np.load(folder / split / "predictions.npz") as predictions:
+            assert np.array_equal(predictions["rows"], expected)
+            assert predictions["y_score"].shape == predictions["y_true"].shape == (TEST_ROWS, 16)
+        other = Path(chain["random_dropout"]["evaluation"].path) / split / "predictions.npz"
+        with np.load(other) as predictions:
+            assert np.array_equal(predictions["rows"], expected)
+    assert chain["baseline"]["metrics"].metadata["valid_macro_auroc"] == pytest.approx(
+        written["validation"]["overall"]["auroc"]
+    )
 
 
 def test_roc_curve_thresholds_match_the_points(tmp_path: Path) -> None:
@@ -328,10 +347,11 @@ def test_compare_then_promote_sets_the_champion(chain: dict) -> None:
         overrides=chain["overrides"],
     )
     blessed = compare.python_func(
-        test_shards=chain["test_shards"], **compare_inputs(chain), **outs, **settings
+        valid_shards=chain["valid_shards"], **compare_inputs(chain), **outs, **settings
     )
     assert blessed is True
-    assert "promote" in Path(outs["decision"].path).read_text()
+    decision = Path(outs["decision"].path).read_text()
+    assert "promote" in decision and "Decided on valid; test is reported only." in decision
     assert "<table>" in Path(outs["report"].path).read_text()
     assert (root / "candidates" / "baseline" / "predictions.npz").exists()
     with np.load(outs["champion_scores"].path) as saved:
@@ -343,7 +363,7 @@ def test_compare_then_promote_sets_the_champion(chain: dict) -> None:
     summary = artifact(Markdown, root / "promotion.md")
     version = promote.python_func(
         candidates=outs["candidates"],
-        test_shards=chain["test_shards"],
+        valid_shards=chain["valid_shards"],
         champion_scores=outs["champion_scores"],
         blessing=blessing,
         summary=summary,
@@ -363,9 +383,10 @@ def test_compare_then_promote_sets_the_champion(chain: dict) -> None:
         assert registered.tags["data.uri"] == "gs://bucket/deepsea"
         assert registered.tags["kfp.pipeline_version"] == "git-0123456789ab"
 
-    # Against a champion now: compare scores it on the sampled rows, hands the scores on.
+    # Against a champion now: compare scores it on the sampled validation rows, hands the
+    # scores on.
     blessed = compare.python_func(
-        test_shards=chain["test_shards"],
+        valid_shards=chain["valid_shards"],
         **compare_inputs(chain),
         **{**outs, "candidates": artifact(Dataset, root / "candidates2")},
         **settings,
@@ -374,8 +395,8 @@ def test_compare_then_promote_sets_the_champion(chain: dict) -> None:
         assert str(saved["model_uri"]) == f"models:/{REGISTERED}/{version}"
         champion_scores = saved["y_score"]
     assert champion_scores.shape == (TEST_ROWS, 16)
-    # The champion's scores on those rows are its evaluation's, row for row.
-    with np.load(root / "candidates2" / chosen / "predictions.npz") as own:
+    # The champion's scores on those rows are its validation evaluation's, row for row.
+    with np.load(root / "candidates2" / chosen / "valid" / "predictions.npz") as own:
         np.testing.assert_allclose(champion_scores, own["y_score"], rtol=1e-5, atol=1e-6)
     # The same model cannot beat itself with a CI above zero.
     assert blessed is False

@@ -229,7 +229,12 @@ def test_steps_after_train_never_receive_the_training_split(compiled: tuple[dict
         assert "fit_shards" not in received[step], step
         assert not {"importer", "data"} & received[step], step
     assert received["train"] == {"fit_shards"}
-    assert received["compare"] == {"training", "evaluation", "test_shards"}
+    # Validation decides (compare and promote re-score the champion there); test only reports.
+    assert received["evaluate"] == {"model", "valid_shards", "test_shards"}
+    assert received["compare"] == {"training", "evaluation", "valid_shards"}
+    # promote sits in the If group: its inputs are that group's channels.
+    promote_inputs = {name.rsplit("-", 1)[-1] for name in received["promote"]}
+    assert promote_inputs == {"candidates", "champion_scores", "valid_shards"}
 
 
 def test_a_non_root_compile_sets_every_steps_user_and_declares_the_backend_honouring_it(
@@ -376,11 +381,17 @@ def test_whole_pipeline_runs_locally_and_crowns_a_champion(
         "validate", "prepare", "gpu-node-selector", "train", "train-2", "evaluate",
         "evaluate-2", "compare", "promote",
     }  # fmt: skip
-    for step in ("train", "train-2", "evaluate", "evaluate-2", "compare", "promote"):
+    for step in ("train", "train-2", "evaluate", "evaluate-2", "promote"):
         assert sum(received[step].values()) < data_bytes, step
-    test_shards = received["evaluate"]["test_shards"]
-    assert received["compare"]["test_shards"] == received["promote"]["test_shards"] == test_shards
-    assert received["train"]["shards"] > test_shards  # train and valid: 320 of 400 sequences
+    # compare gets no data, only results: two training curves (PNG) and the predictions of two
+    # splits, which on the tiny data weigh about as much as the data (on DeepSEA: megabytes
+    # against 24 GB).
+    assert received["compare"]["valid_shards"] == received["evaluate"]["valid_shards"]
+    assert sum(received["compare"].values()) < 2 * data_bytes
+    valid_shards = received["evaluate"]["valid_shards"]
+    assert received["compare"]["valid_shards"] == received["promote"]["valid_shards"]
+    assert received["promote"]["valid_shards"] == valid_shards
+    assert received["train"]["shards"] > valid_shards  # train and valid: 320 of 400 sequences
 
 
 @pytest.mark.slow

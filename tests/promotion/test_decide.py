@@ -59,13 +59,15 @@ def test_better_candidate_is_blessed_and_promoted(task, champion):
     assert verdict.blessed and verdict.floors_passed
     assert verdict.vs_champion.ci_low > 0 and verdict.vs_champion.regressed == []
     assert (blessing.decision, blessing.chosen) == ("promote", "random_dropout")
-    assert verdict.reason.startswith("random_dropout: macro AUPR 0.715 vs champion 0.580, +0.13")
+    assert verdict.reason.startswith(
+        "random_dropout: validation macro AUPR 0.715 vs champion 0.580, +0.13"
+    )
     assert "(95% CI +0.1" in verdict.reason
     assert verdict.reason.endswith(
         "0 of 10 targets regressed by more than 0.01 (cap 20%) -> blessed"
     )
     assert blessing.reason == (
-        "random_dropout promoted: best macro AUPR 0.715 of 1 blessed "
+        "random_dropout promoted: best validation macro AUPR 0.715 of 1 blessed "
         "candidate(s); replaces version 3"
     )
 
@@ -189,20 +191,29 @@ def test_blessing_document_schema(task, champion):
         "chosen",
         "reason",
         "metric",
-        "test",
+        "decided_on",
+        "reported_on",
+        "rows",
+        "interval",
         "candidates",
         "champion",
         "comparisons",
+        "seed_comparisons",
         "thresholds",
         "seed",
         "created_at",
         "registry",
     }
-    assert document["test"] == {
+    assert (document["decided_on"], document["reported_on"]) == ("valid", "test")
+    assert document["rows"] == {
+        "split": "valid",
         "n": N_ROWS,
         "n_targets": N_TARGETS,
         "labels_md5": array_md5(labels),
+        "block_rows": 50,  # "auto" without the data at hand: DeepSEA's blocks
     }
+    assert "two trained models" in document["interval"]
+    assert document["seed_comparisons"] == []
     [entry] = document["candidates"]
     assert set(entry) == {
         "variant",
@@ -212,6 +223,8 @@ def test_blessing_document_schema(task, champion):
         "git_commit",
         "predictions_md5",
         "metrics",
+        "test_metrics",
+        "seed",
         "floors_passed",
         "vs_champion",
         "blessed",
@@ -224,7 +237,11 @@ def test_blessing_document_schema(task, champion):
         "ci_low",
         "ci_high",
         "n_boot",
+        "n_redrawn",
         "n_rows",
+        "block_rows",
+        "n_targets_compared",
+        "n_targets_excluded",
         "regressed",
         "n_compared",
         "regressed_fraction",
@@ -241,6 +258,8 @@ def test_blessing_document_schema(task, champion):
         "max_regressed_fraction",
         "metric",
         "bootstrap_max_rows",
+        "bootstrap_block_rows",
+        "bootstrap_min_class_blocks",
     }
 
 
@@ -262,6 +281,7 @@ def test_registry_tags_carry_provenance_metrics_and_decision(task, champion):
                 run_id="r",
                 data_md5="d5",
                 git_commit="c0ffee",
+                test_metrics={"auroc": 0.81, "aupr": 0.42},
             ),
             candidate("baseline", scores(latent, 1.5, 3)),
         ],
@@ -278,8 +298,10 @@ def test_registry_tags_carry_provenance_metrics_and_decision(task, champion):
         "danq.chosen": "true",
         "danq.decision": "promote",
         "danq.predictions_md5": chosen.predictions_md5,
-        "metric.auroc": f"{chosen.metrics['auroc']:.6f}",
-        "metric.aupr": f"{chosen.metrics['aupr']:.6f}",
+        "metric.auroc": "0.810000",  # test: reported
+        "metric.aupr": "0.420000",
+        "metric.valid_auroc": f"{chosen.metrics['auroc']:.6f}",  # validation: decided
+        "metric.valid_aupr": f"{chosen.metrics['aupr']:.6f}",
         "danq.delta_vs_champion": f"{chosen.vs_champion.delta:+.6f}",
     }
     assert tags["danq.reason"] == chosen.reason
@@ -289,3 +311,102 @@ def test_registry_tags_carry_provenance_metrics_and_decision(task, champion):
         "false",
         "unknown",
     )
+
+
+def test_better_on_test_but_worse_on_validation_is_not_promoted(task, champion):
+    """Selection uses validation only: test metrics are carried, reported, and ignored."""
+    labels, latent = task
+    worse_on_valid = CandidateEval(
+        "random_dropout",
+        "runs:/rd/model",
+        scores(latent, 1.5, 4),  # validation scores: worse than the champion's
+        test_metrics={"auroc": 0.99, "aupr": 0.99},  # far better on test
+    )
+    blessing = decide(labels, [worse_on_valid], champion, CFG, seed=3)
+    verdict = blessing.verdict("random_dropout")
+    assert not verdict.blessed and verdict.vs_champion.ci_high < 0
+    assert blessing.decision == "keep" and blessing.chosen is None
+    assert verdict.test_metrics == {"auroc": 0.99, "aupr": 0.99}
+
+    # The reverse: better on validation, worse on test, is promoted.
+    better_on_valid = CandidateEval(
+        "random_dropout",
+        "runs:/rd/model",
+        scores(latent, 0.6, 2),
+        test_metrics={"auroc": 0.5, "aupr": 0.01},
+    )
+    blessing = decide(labels, [better_on_valid], champion, CFG, seed=3)
+    assert blessing.decision == "promote" and blessing.chosen == "random_dropout"
+
+    # Between two candidates, too: the one better on validation is chosen whatever test says.
+    pair = [
+        CandidateEval(
+            "baseline", "runs:/b/model", scores(latent, 0.6, 2), test_metrics={"aupr": 0.9}
+        ),
+        CandidateEval(
+            "random_dropout", "runs:/r/model", scores(latent, 0.3, 8), test_metrics={"aupr": 0.1}
+        ),
+    ]
+    assert decide(labels, pair, None, CFG, seed=3).chosen == "random_dropout"
+
+
+def test_comparisons_say_they_compare_trained_models_and_within_noise(task):
+    labels, latent = task
+    same = scores(latent, 0.6, 2)
+    close = [candidate("baseline", same), candidate("random_dropout", same + 1e-6)]
+    [comparison] = decide(labels, close, None, CFG, seed=1).comparisons
+    assert comparison["ci_low"] <= 0 <= comparison["ci_high"]
+    assert comparison["verdict"].startswith("within noise")
+    apart = [candidate("baseline", scores(latent, 1.5, 3)), candidate("random_dropout", same)]
+    [comparison] = decide(labels, apart, None, CFG, seed=1).comparisons
+    assert comparison["verdict"] == "the trained random_dropout model is better"
+    assert comparison["block_rows"] == 50 and comparison["n_targets_compared"] == N_TARGETS
+
+
+def test_block_size_is_the_setting_or_given(task):
+    labels, latent = task
+    rows = decide(
+        labels,
+        [
+            candidate("baseline", scores(latent, 0.6, 2)),
+            candidate("random_dropout", scores(latent, 0.6, 3)),
+        ],
+        None,
+        PromoteConfig(bootstrap_samples=50, bootstrap_block_rows=1),
+    )
+    assert rows.rows["block_rows"] == 1 and rows.comparisons[0]["block_rows"] == 1
+    given = decide(
+        labels, [candidate("baseline", scores(latent, 0.6, 2))], None, CFG, rows_per_block=7
+    )
+    assert given.rows["block_rows"] == 7
+
+
+def test_several_seeds_choose_the_best_seed_of_the_better_variant(task):
+    """Variants rank by their mean validation metric over seeds, paired by seed; the
+    candidate of each variant is its best seed. A lucky seed of the worse variant does not win."""
+    labels, latent = task
+    lucky = CandidateEval(
+        "baseline", "runs:/b/model", scores(latent, 0.3, 8), seed=3, seed_metrics=(0.55, 0.56, 0.80)
+    )
+    steady = CandidateEval(
+        "random_dropout",
+        "runs:/r/model",
+        scores(latent, 0.6, 2),
+        seed=1,
+        seed_metrics=(0.66, 0.70, 0.68),
+    )
+    blessing = decide(labels, [lucky, steady], None, CFG)
+    assert blessing.chosen == "random_dropout" and blessing.verdict("random_dropout").seed == 1
+    assert "over 3 seeds" in blessing.reason
+    [paired] = blessing.seed_comparisons
+    assert (paired["a"], paired["b"], paired["n_seeds"]) == ("baseline", "random_dropout", 3)
+    assert paired["delta"] == pytest.approx(np.mean([0.11, 0.14, -0.12]))
+    assert paired["ci_low"] < 0 < paired["ci_high"]
+    assert paired["verdict"].startswith("within noise over 3 seeds")
+    with pytest.raises(CandidateError, match="same number"):
+        decide(
+            labels,
+            [lucky, CandidateEval("random_dropout", "r", lucky.y_score, seed_metrics=(0.1, 0.2))],
+            None,
+            CFG,
+        )

@@ -36,6 +36,8 @@ TINY = {
         "min_macro_aupr": 0.0,
         "bootstrap_samples": 20,
         "bootstrap_max_rows": 100,
+        "bootstrap_block_rows": 1,
+        "bootstrap_min_class_blocks": 2,
     },
 }
 
@@ -69,11 +71,13 @@ def test_the_granted_pipeline_user_trains_promotes_and_predicts_from_the_champio
     assert f"user {user!r}: created" in granted and "granted EDIT" in granted
 
     shards, test_shards = str(tiny_shards), str(tiny_shards / "test")
+    valid_shards = str(tiny_shards / "valid")
     with auth_registry.login(user, password):
         assert main([*danq, "train", "--variant", "baseline", "--shards", shards,
                      "--data", str(tiny_data)]) == 0  # fmt: skip
-        assert main([*danq, "evaluate", "--variants", "baseline", "--shards", test_shards]) == 0
-        assert main([*danq, "promote", "--variants", "baseline", "--shards", test_shards]) == 0
+        assert main([*danq, "evaluate", "--variants", "baseline", "--shards", test_shards,
+                     "--valid-shards", valid_shards]) == 0  # fmt: skip
+        assert main([*danq, "promote", "--variants", "baseline", "--shards", valid_shards]) == 0
         promoted = capsys.readouterr().out
         predictions = tmp_path / "predictions.tsv"
         assert main([*danq, "predict", "--input", str(tiny_data / "test.mat"),

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from mlflow import MlflowClient
 
 from danq.artifacts import (
     TAG_ALIAS_MOVE,
@@ -227,6 +228,52 @@ def three_versions(server, sources, request) -> tuple[str, list[str]]:
     return name, versions
 
 
+def test_promotion_chooses_on_validation_and_only_reports_test(server, task, logged, tmp_path):
+    """Through promote_candidates and the registry: test scores that favour the other model
+    change nothing. Round 1 (no champion): random_dropout is better on validation, baseline
+    on test -> random_dropout. Round 2: candidates worse than the champion on validation but
+    perfect on test -> the champion stays."""
+    client = RetryingClient(server, max_retries=1)
+    name = "danq-valid-decides"
+    perfect = logged["r3_random_dropout"]["y_score"]  # the true model's scores
+    worst = logged["r2_baseline"]["y_score"]
+    first_dir = write_round(
+        tmp_path / "r1",
+        task,
+        logged,
+        "r1",
+        test_scores={"baseline": perfect, "random_dropout": worst},
+    )
+    first = promote_candidates(
+        client, name, CFG, first_dir, list(VARIANTS), tmp_path / "p1", predict_fn(task), seed=7
+    )
+    assert (first.decision, first.chosen) == ("promote", "random_dropout")
+    assert (
+        first.verdict("baseline").test_metrics["aupr"]
+        > (first.verdict("random_dropout").test_metrics["aupr"])
+    )
+    document = json.loads((tmp_path / "p1" / "blessing.json").read_text())
+    assert (document["decided_on"], document["reported_on"]) == ("valid", "test")
+    champion_v = first.verdict("random_dropout").registered_version
+    tags = MlflowClient(server).get_model_version(name, champion_v).tags
+    assert float(tags["metric.aupr"]) == pytest.approx(
+        first.verdict("random_dropout").test_metrics["aupr"], abs=1e-6
+    )
+    assert float(tags["metric.valid_aupr"]) == pytest.approx(
+        first.verdict("random_dropout").metrics["aupr"], abs=1e-6
+    )
+
+    second_dir = write_round(
+        tmp_path / "r2", task, logged, "r2", test_scores=dict.fromkeys(VARIANTS, perfect)
+    )
+    second = promote_candidates(
+        client, name, CFG, second_dir, list(VARIANTS), tmp_path / "p2", predict_fn(task), seed=7
+    )
+    assert (second.decision, second.chosen) == ("keep", None)
+    assert all(v.vs_champion.ci_high < 0 for v in second.candidates)
+    assert aliases(client, name) == {CHAMPION: champion_v}
+
+
 @pytest.mark.parametrize("failure", ["error", "connection"])
 def test_failure_between_the_alias_writes_is_completed_by_the_next_command(
     server, three_versions, failure, capsys
@@ -415,8 +462,11 @@ def test_cli_promote_show_rollback(server, task, logged, tmp_path, capsys, dead_
     assert mlflow_state() == mlflow_state_before
     out = capsys.readouterr().out
     assert "promote: random_dropout promoted" in out
-    assert "random_dropout - baseline: macro AUPR" in out
-    assert "random_dropout: macro AUROC" in out and "[version 2]" in out
+    assert "decided on the valid split; test is reported only" in out
+    assert "trained random_dropout model - trained baseline model on valid: macro AUPR" in out
+    assert "compares two trained models, not two methods" in out
+    assert "random_dropout: validation macro AUROC" in out and "[version 2]" in out
+    assert "random_dropout test (reported, not used to choose): macro AUROC" in out
     blessing = json.loads((tmp_path / "promote" / "blessing.json").read_text())
     assert blessing["registry"] == {
         "tracking_uri": server,

@@ -79,28 +79,44 @@ def write_round(
     logged: Mapping[str, Mapping[str, Any]],
     round_name: str,
     variants: tuple[str, ...] = VARIANTS,
+    test_scores: Mapping[str, np.ndarray] | None = None,
 ) -> Path:
-    """<folder>/<variant>/{metrics.json,predictions.npz} for one round's candidates, the
-    models logged as f"{round_name}_{variant}"."""
+    """<folder>/<variant>/{metrics.json,predictions.npz,valid/predictions.npz} for one
+    round's candidates, the models logged as f"{round_name}_{variant}". The task's rows are
+    the validation split (what promotion decides on, and what the champion is re-scored on);
+    the test predictions and metrics are the model's own scores unless test_scores gives
+    others by variant (test is only reported)."""
+    from danq.artifacts import VALID_DIR
+    from danq.promotion.decide import macro_metrics
+
     for variant in variants:
         entry = logged[f"{round_name}_{variant}"]
         out = folder / variant
-        out.mkdir(parents=True)
+        (out / VALID_DIR).mkdir(parents=True)
+        test = entry["y_score"] if test_scores is None else test_scores[variant]
+        test_macro, _ = macro_metrics(task["y"], test)
+        valid_macro, _ = macro_metrics(task["y"], entry["y_score"])
         (out / artifacts.METRICS_FILE).write_text(
             json.dumps(
                 {
                     "variant": variant,
+                    "split": "test",
                     "model_uri": entry["model_uri"],
                     "mlflow_run_id": entry["run_id"],
                     "n_test": N_ROWS,
                     "n_targets": N_TARGETS,
+                    "overall": test_macro,
+                    "validation": {"split": VALID_DIR, "n": N_ROWS, "overall": valid_macro},
                     "data_md5": "d41d8cd9",
                     "git_commit": f"commit-{round_name}",
                 }
             )
         )
+        np.savez_compressed(out / artifacts.PREDICTIONS_FILE, y_true=task["y"], y_score=test)
         np.savez_compressed(
-            out / artifacts.PREDICTIONS_FILE, y_true=task["y"], y_score=entry["y_score"]
+            out / VALID_DIR / artifacts.PREDICTIONS_FILE,
+            y_true=task["y"],
+            y_score=entry["y_score"],
         )
     return folder
 

@@ -20,11 +20,12 @@ if TYPE_CHECKING:
 
 
 def cmd_promote(args: argparse.Namespace, params: Params) -> int:
+    from danq.evaluation.resampling import block_rows
     from danq.promotion import registry
     from danq.promotion.promote import promote_candidates
 
     work_dir = params.work_dir
-    shards = args.shards or storage.join(work_dir, "shards", "test")
+    shards = args.shards or storage.join(work_dir, "shards", "valid")
 
     def predict_fn(model_uri: str) -> np.ndarray:
         from danq.evaluation.scoring import predict_uri
@@ -40,19 +41,39 @@ def cmd_promote(args: argparse.Namespace, params: Params) -> int:
         args.out or storage.join(work_dir, "promote"),
         predict_fn,
         params.seed,
+        rows_per_block=block_rows(params.promote, params.data_dir),
     )
     print("\n".join(blessing_lines(blessing, params.promote.confidence)))
     return 0
 
 
 def blessing_lines(blessing: Blessing, confidence: float) -> list[str]:
-    """Each candidate's verdict, the pairwise comparisons, then the decision."""
-    lines = [f"{v.reason} [version {v.registered_version}]" for v in blessing.candidates]
+    """Each candidate's verdict (validation) and test metrics (reported), the comparisons
+    of the trained models, then the decision."""
+    lines = [f"decided on the {blessing.decided_on} split; {blessing.reported_on} is reported only"]
+    for v in blessing.candidates:
+        lines.append(f"{v.reason} [version {v.registered_version}]")
+        if v.test_metrics:
+            lines.append(
+                f"  {v.variant} {blessing.reported_on} (reported, not used to choose): macro "
+                f"AUROC {v.test_metrics['auroc']:.4f}, AUPR {v.test_metrics['aupr']:.4f}"
+            )
     for comparison in blessing.comparisons:
         lines.append(
-            f"{comparison['b']} - {comparison['a']}: macro {comparison['metric'].upper()} "
-            f"{comparison['delta']:+.3f} ({confidence:.0%} CI "
-            f"{comparison['ci_low']:+.3f} to {comparison['ci_high']:+.3f})"
+            f"trained {comparison['b']} model - trained {comparison['a']} model on "
+            f"{blessing.decided_on}: macro {comparison['metric'].upper()} "
+            f"{comparison['delta']:+.3f} ({confidence:.0%} block-bootstrap CI "
+            f"{comparison['ci_low']:+.3f} to {comparison['ci_high']:+.3f}, "
+            f"{comparison['block_rows']}-row blocks): {comparison['verdict']}; compares two "
+            "trained models, not two methods"
+        )
+    for comparison in blessing.seed_comparisons:
+        lines.append(
+            f"{comparison['b']} - {comparison['a']} over {comparison['n_seeds']} seeds on "
+            f"{blessing.decided_on}: macro {comparison['metric'].upper()} "
+            f"{comparison['delta']:+.3f} ({comparison['interval']} CI "
+            f"{comparison['ci_low']:+.3f} to {comparison['ci_high']:+.3f}): "
+            f"{comparison['verdict']}"
         )
     aliases = blessing.registry["aliases"] if blessing.registry else {}
     lines.append(f"{blessing.decision}: {blessing.reason}; aliases {aliases}")
@@ -194,9 +215,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     promote = commands.add_parser(
         "promote",
         help="bless candidates against floors and the champion; move the alias",
-        description="Bless each evaluated candidate only if it passes the absolute floors and, "
-        "when a champion exists, beats it on the same test split with a paired-bootstrap CI "
-        "above zero and few regressed targets; register every candidate (with its model "
+        description="Bless each evaluated candidate only if, on the validation split, it "
+        "passes the absolute floors and, when a champion exists, beats it (re-scored on the "
+        "same validation rows) with a paired block-bootstrap CI above zero and few regressed "
+        "targets; the test split's metrics are reported, never used to choose. Register every "
+        "candidate (with its model "
         "file's sha256, checked against the one recorded at training) and give the best "
         "blessed one the alias `champion`. The move is compare-and-set under the registry "
         "lock: if another command moved `champion` since it was scored, nothing moves and the "
@@ -210,7 +233,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     promote.add_argument("--out", help="where blessing.json goes (default: <work_dir>/promote)")
     promote.add_argument(
         "--shards",
-        help="test shards to score the champion on (default: <paths.work_dir>/shards/test)",
+        help="validation shards to re-score the champion on (default: "
+        "<paths.work_dir>/shards/valid)",
     )
     promote.set_defaults(handler=cmd_promote)
 

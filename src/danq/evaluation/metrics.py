@@ -252,14 +252,93 @@ def per_target_regressions(
     return np.flatnonzero(metric_b < metric_a - tolerance)
 
 
-def bootstrap_rows(n_rows: int, max_rows: int | None, seed: int = 0) -> np.ndarray:
+def row_blocks(n_rows: int, block_rows: int) -> np.ndarray:
+    """The block of each row: contiguous runs of block_rows rows (the last may be shorter)."""
+    if block_rows < 1:
+        raise ValueError(f"block_rows must be >= 1, got {block_rows}")
+    return np.arange(n_rows) // block_rows
+
+
+def bootstrap_rows(
+    n_rows: int, max_rows: int | None, seed: int = 0, block_rows: int = 1
+) -> np.ndarray:
     """The sorted rows paired_bootstrap_delta keeps of n_rows with this seed: all of them, or a
-    seeded sample of max_rows. A step that keeps only these rows of its predictions hands the
-    bootstrap exactly what it would have used of all of them."""
+    seeded sample of whole blocks of block_rows contiguous rows (max_rows // block_rows of
+    them, so that dependent neighbours stay together). A step that keeps only these rows of
+    its predictions hands the bootstrap exactly what it would have used of all of them."""
     if max_rows is None or n_rows <= max_rows:
         return np.arange(n_rows)
     subsample_seed, _ = np.random.SeedSequence(seed).spawn(2)
-    return np.sort(np.random.default_rng(subsample_seed).choice(n_rows, max_rows, replace=False))
+    rng = np.random.default_rng(subsample_seed)
+    if block_rows == 1:
+        return np.sort(rng.choice(n_rows, max_rows, replace=False))
+    blocks = row_blocks(n_rows, block_rows)
+    n_blocks = int(blocks[-1]) + 1
+    kept = rng.choice(n_blocks, max(1, max_rows // block_rows), replace=False)
+    return np.flatnonzero(np.isin(blocks, kept))
+
+
+def fixed_targets(y_true: np.ndarray, block_rows: int = 1, min_class_blocks: int = 1) -> np.ndarray:
+    """The targets a comparison averages over, decided once on all its rows: those with a
+    positive in at least min_class_blocks distinct blocks of rows, and a negative in as many
+    (block 1: positive and negative rows). A target whose positives sit in few blocks would
+    lack them in many resamples; the threshold keeps that rare (see paired_bootstrap_delta)."""
+    blocks = row_blocks(y_true.shape[0], block_rows)
+    n_blocks = int(blocks[-1]) + 1
+    positive_blocks = np.zeros((n_blocks, y_true.shape[1]), dtype=np.bool_)
+    negative_blocks = np.zeros_like(positive_blocks)
+    labels = y_true.astype(np.bool_)
+    np.logical_or.at(positive_blocks, blocks, labels)
+    np.logical_or.at(negative_blocks, blocks, ~labels)
+    enough = (positive_blocks.sum(axis=0) >= min_class_blocks) & (
+        negative_blocks.sum(axis=0) >= min_class_blocks
+    )
+    return np.flatnonzero(enough)
+
+
+def _accepted_resamples(
+    y_true: np.ndarray,
+    blocks: np.ndarray,
+    n_boot: int,
+    max_draws: int,
+    seed: np.random.SeedSequence,
+) -> tuple[list[np.random.SeedSequence], int]:
+    """The seeds of n_boot block resamples in which every target of y_true has a positive and
+    a negative, and how many draws were rejected (redrawn). Raises ValueError when max_draws
+    draws do not give n_boot such resamples."""
+    n_blocks = int(blocks[-1]) + 1
+    labels = y_true.astype(np.bool_)
+    has_pos = np.zeros((n_blocks, labels.shape[1]))
+    has_neg = np.zeros_like(has_pos)
+    np.add.at(has_pos, blocks, labels)
+    np.add.at(has_neg, blocks, ~labels)
+    accepted: list[np.random.SeedSequence] = []
+    missing = np.zeros(labels.shape[1], dtype=np.int64)
+    rejected = 0
+    for draw in seed.spawn(max_draws):
+        drawn = _block_counts(draw, n_blocks) > 0
+        lacking = (drawn @ has_pos == 0) | (drawn @ has_neg == 0)
+        if lacking.any():
+            missing += lacking
+            rejected += 1
+            continue
+        accepted.append(draw)
+        if len(accepted) == n_boot:
+            break
+    if len(accepted) < n_boot:
+        worst = np.argsort(-missing)[:5]
+        raise ValueError(
+            f"only {len(accepted)} of {max_draws} block resamples held both classes of every "
+            f"compared target (most often lacking: targets {worst.tolist()}); raise "
+            "promote.bootstrap_min_class_blocks or lower promote.bootstrap_block_rows"
+        )
+    return accepted, rejected
+
+
+def _block_counts(seed: np.random.SeedSequence, n_blocks: int) -> np.ndarray:
+    """How often each of n_blocks blocks is drawn in one resample of n_blocks blocks."""
+    rng = np.random.default_rng(seed)
+    return np.bincount(rng.integers(0, n_blocks, n_blocks), minlength=n_blocks)
 
 
 def paired_bootstrap_delta(
@@ -272,20 +351,33 @@ def paired_bootstrap_delta(
     seed: int = 0,
     *,
     max_rows: int | None = None,
+    block_rows: int = 1,
+    min_class_blocks: int = 1,
+    max_draws_per_resample: int = 10,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
-) -> dict[str, float | int]:
-    """Macro metric of b minus that of a, with a paired percentile bootstrap CI over rows.
+) -> dict[str, Any]:
+    """Macro metric of b minus that of a, with a paired percentile block-bootstrap CI.
 
-    Each resample draws rows with replacement (the same rows for both models) as integer
-    weights; every target is sorted once and only the weights change between resamples.
-    The delta in a resample averages over the targets scoreable in that resample.
+    The interval is that of the difference between these two sets of scores (two trained
+    models) over resamples of this split's rows: it says how much the difference would move
+    on another draw of windows like these, not how two training methods compare.
+
+    Rows are cut into contiguous blocks of block_rows (1: rows are independent); a resample
+    draws as many blocks as there are, with replacement, the same blocks for both models,
+    as integer row weights: every target is sorted once and only the weights change.
+    The averaged targets are fixed once on all rows (fixed_targets: both classes in at least
+    min_class_blocks blocks) and are the same in every resample. A resample in which a fixed
+    target lacks a class is redrawn, not averaged over fewer targets; the number of redrawn
+    resamples is returned (n_redrawn), and more than max_draws_per_resample * n_boot draws in
+    all raise ValueError.
     Cost: one sort per target and model, then per resample and model a gather and a cumulative
     sum over all N x T elements, measured at about 9 ns per element for N = 4,000 and 24 ns for
     N = 455,024 (one core). So 1,000 resamples take ~3.5 s for 4,000 x 50 but ~5.5 hours for
-    455,024 x 919; `max_rows` subsamples rows first (seeded) to bound that, e.g. 20,000 rows
-    x 919 targets ~4.5 minutes. Memory: ~48 bytes per element of a block of targets.
-    Returns delta (on all kept rows), ci_low, ci_high, n_boot (resamples with a scoreable
-    target) and n_rows (rows kept).
+    455,024 x 919; `max_rows` subsamples whole blocks first (seeded) to bound that, e.g.
+    20,000 rows x 919 targets ~4.5 minutes. Memory: ~48 bytes per element of a block of
+    targets.
+    Returns delta (on all kept rows), ci_low, ci_high, n_boot, n_redrawn, n_rows (rows kept),
+    block_rows, targets (the fixed targets' indices) and n_excluded (targets left out).
     """
     if metric not in ("auroc", "aupr"):
         raise ValueError(f"metric must be 'auroc' or 'aupr', got {metric!r}")
@@ -297,14 +389,26 @@ def paired_bootstrap_delta(
     _check_inputs(y_true, score_a, score_b)
     _, resample_seed = np.random.SeedSequence(seed).spawn(2)
     if max_rows is not None and y_true.shape[0] > max_rows:
-        rows = bootstrap_rows(y_true.shape[0], max_rows, seed)
+        rows = bootstrap_rows(y_true.shape[0], max_rows, seed, block_rows)
         y_true, score_a, score_b = y_true[rows], score_a[rows], score_b[rows]
-    n_rows, n_targets = y_true.shape
+    n_rows, n_all_targets = y_true.shape
+    targets = fixed_targets(y_true, block_rows, min_class_blocks)
+    if not len(targets):
+        raise ValueError(
+            f"no target is scoreable for {metric} with both classes in at least "
+            f"{min_class_blocks} blocks of {block_rows} rows"
+        )
+    y_true, score_a, score_b = y_true[:, targets], score_a[:, targets], score_b[:, targets]
+    n_targets = len(targets)
+    blocks = row_blocks(n_rows, block_rows)
+    draws, n_redrawn = _accepted_resamples(
+        y_true, blocks, n_boot, max_draws_per_resample * n_boot, resample_seed
+    )
+    n_blocks = int(blocks[-1]) + 1
     pick = 0 if metric == "auroc" else 1
 
     sum_a = np.zeros(n_boot)
     sum_b = np.zeros(n_boot)
-    n_scoreable = np.zeros(n_boot, dtype=np.int64)
     full_a = np.empty(n_targets)
     full_b = np.empty(n_targets)
     for columns in _column_blocks(n_rows, n_targets, _BOOTSTRAP_BYTES_PER_ELEMENT, block_bytes):
@@ -312,31 +416,25 @@ def paired_bootstrap_delta(
         sorted_b = _sort_targets(y_true[:, columns], score_b[:, columns], weighted=True)
         full_a[columns] = _metrics_from_sorted(sorted_a)[pick]
         full_b[columns] = _metrics_from_sorted(sorted_b)[pick]
-        # Re-seeding per block replays the same resamples for every block of targets.
-        rng = np.random.default_rng(resample_seed)
-        for boot in range(n_boot):
-            weights = np.bincount(rng.integers(0, n_rows, n_rows), minlength=n_rows)
-            value_a = _metrics_from_sorted(sorted_a, weights)[pick]
-            value_b = _metrics_from_sorted(sorted_b, weights)[pick]
-            # Scoreability depends only on labels and weights: the same for a and b.
-            scoreable = ~np.isnan(value_a)
-            sum_a[boot] += value_a[scoreable].sum()
-            sum_b[boot] += value_b[scoreable].sum()
-            n_scoreable[boot] += np.count_nonzero(scoreable)
+        # The same accepted draws for every block of targets.
+        for boot, draw in enumerate(draws):
+            weights = _block_counts(draw, n_blocks)[blocks]
+            sum_a[boot] += _metrics_from_sorted(sorted_a, weights)[pick].sum()
+            sum_b[boot] += _metrics_from_sorted(sorted_b, weights)[pick].sum()
 
-    valid = n_scoreable > 0
-    scoreable_full = ~np.isnan(full_a)
-    if not valid.any() or not scoreable_full.any():
-        raise ValueError(f"no target is scoreable for {metric}")
-    deltas = (sum_b[valid] - sum_a[valid]) / n_scoreable[valid]
+    deltas = (sum_b - sum_a) / n_targets
     tail = (1.0 - confidence) / 2.0
     ci_low, ci_high = np.quantile(deltas, [tail, 1.0 - tail])
     return {
-        "delta": float(full_b[scoreable_full].mean() - full_a[scoreable_full].mean()),
+        "delta": float(full_b.mean() - full_a.mean()),
         "ci_low": float(ci_low),
         "ci_high": float(ci_high),
-        "n_boot": int(valid.sum()),
+        "n_boot": n_boot,
+        "n_redrawn": n_redrawn,
         "n_rows": n_rows,
+        "block_rows": block_rows,
+        "targets": targets.tolist(),
+        "n_excluded": n_all_targets - n_targets,
     }
 
 

@@ -1,13 +1,18 @@
 """`danq report`: the baseline vs random-dropout comparison, as tables, plots and prose.
 
 Reads what training and evaluation left (build/models/<variant>/history.json,
-build/eval/<variant>/{metrics.json, per_target.tsv, curves.json, predictions.npz}) and writes
+build/eval/<variant>/{metrics.json, per_target.tsv, curves.json, predictions.npz, valid/}) and
+writes
 build/report/: comparison.md, comparison.html and comparison.json, and PNG figures
 (per-target AUPR scatter like the DanQ paper's figure, training curves of both variants on one
 chart, ROC and PR curves of a few named targets). The CSV tables that `dvc plots` renders go
 to their own folder (`danq report`: <paths.metrics_dir>/plots, committed so that `dvc plots
 diff` compares commits). The random-dropout minus baseline difference comes with a paired
-bootstrap confidence interval on the same test set.
+block-bootstrap interval on the validation split (what promotion decides on) and on the test
+split (reported): an interval between the two trained models, not the two methods. With
+several seeds per variant, the seed-paired comparison follows (the one about the methods).
+When the PWM-scan oracle of the synthetic data has been scored (<work_dir>/oracle/), its test
+scores are the ceiling row and each model's test macro AUROC is given as a share of it.
 """
 
 from __future__ import annotations
@@ -21,8 +26,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from danq import artifacts
+from danq.artifacts import VALID_DIR
 from danq.config import VARIANT_LABELS, VARIANTS, Params
 from danq.evaluation.metrics import paired_bootstrap_delta
+from danq.evaluation.resampling import (
+    INTERVAL_MEANING,
+    block_rows,
+    bootstrap_settings,
+    seed_comparison,
+    verdict_words,
+)
+from danq.evaluation.seeds import selected_folder
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -33,7 +47,7 @@ TRAINING_CURVES_PNG = "training_curves.png"
 ROC_PR_PNG = "roc_pr_curves.png"
 AUPR_SCATTER_PNG = "aupr_scatter.png"
 AUPR_SCATTER_CSV = "aupr_scatter.csv"
-BOOTSTRAP_MAX_ROWS = 20_000
+SPLITS_COMPARED = (VALID_DIR, "test")  # validation decides, test reports
 
 
 def history_csv(variant: str) -> str:
@@ -92,9 +106,14 @@ def build_report(
     eval_dir: str,
     out_dir: str,
     plots_dir: str | None = None,
+    oracle_dir: str | None = None,
+    data_dir: str | None = None,
 ) -> dict[str, Any]:
     """Write the comparison of the variants to out_dir (Markdown, HTML, JSON and figures) and
-    the tables that `dvc plots` draws to plots_dir (default: out_dir); returns the comparison."""
+    the tables that `dvc plots` draws to plots_dir (default: out_dir); returns the comparison.
+    oracle_dir: where `danq data oracle` wrote the oracle's metrics.json (absent: no ceiling
+    row). data_dir: the data, to resolve promote.bootstrap_block_rows "auto" (None: DeepSEA's
+    blocks)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,16 +122,24 @@ def build_report(
     plots = Path(plots_dir) if plots_dir is not None else out
     metrics = {v: artifacts.read_json(Path(eval_dir, v, artifacts.METRICS_FILE)) for v in variants}
     histories = {
-        v: artifacts.read_json(Path(models_dir, v, artifacts.HISTORY_FILE)) for v in variants
+        v: artifacts.read_json(
+            Path(models_dir, v, selected_folder(metrics[v]), artifacts.HISTORY_FILE)
+        )
+        for v in variants
     }
     _plot_training_curves(variants, histories, out, plots)
     _plot_roc_pr(variants, eval_dir, out, plots)
+    oracle = read_oracle(oracle_dir)
     comparison: dict[str, Any] = {
-        "variants": {v: _variant_summary(metrics[v], histories[v]) for v in variants},
+        "variants": {v: _variant_summary(metrics[v], histories[v], oracle) for v in variants},
+        "oracle": oracle,
         "delta": None,
+        "seed_delta": None,
     }
     if BASELINE in variants and RANDOM_DROPOUT in variants:
-        comparison.update(_random_dropout_vs_baseline(params, eval_dir, out, plots))
+        rows_per_block = block_rows(params.promote, data_dir)
+        comparison.update(_random_dropout_vs_baseline(params, eval_dir, out, plots, rows_per_block))
+        comparison["seed_delta"] = _seed_delta(params, metrics)
     markdown = render_markdown(comparison, params)
     artifacts.write_text(out / artifacts.COMPARISON_MD_FILE, markdown)
     artifacts.write_text(out / artifacts.COMPARISON_HTML_FILE, render_html(markdown, out))
@@ -121,6 +148,51 @@ def build_report(
         json.dumps(comparison, indent=2, default=float) + "\n",
     )
     return comparison
+
+
+def read_oracle(oracle_dir: str | None) -> dict[str, Any] | None:
+    """The oracle's test metrics (overall and categories), or None when there are none."""
+    if not oracle_dir:
+        return None
+    path = Path(oracle_dir, artifacts.METRICS_FILE)
+    try:
+        document = artifacts.read_json(path)
+        overall = document["overall"]
+        return {
+            "test_macro_auroc": float(overall["auroc"]),
+            "test_macro_aupr": float(overall["aupr"]),
+            "categories": {
+                c: {"auroc": v.get("auroc"), "aupr": v.get("aupr")}
+                for c, v in document.get("categories", {}).items()
+            },
+        }
+    except FileNotFoundError:
+        return None
+    except (OSError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: not an oracle's metrics ({err})") from err
+
+
+def _seed_delta(params: Params, metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """Random dropout minus baseline over seeds (paired by seed index), when there are
+    several seeds: per split, the validation one first."""
+    seeds_a = metrics[BASELINE].get("seeds", [])
+    seeds_b = metrics[RANDOM_DROPOUT].get("seeds", [])
+    if len(seeds_a) < 2 or len(seeds_b) < 2:
+        return None
+    return {
+        split: {
+            metric: seed_comparison(
+                BASELINE,
+                [s[split][metric] for s in seeds_a],
+                RANDOM_DROPOUT,
+                [s[split][metric] for s in seeds_b],
+                metric,
+                params.promote.confidence,
+            )
+            for metric in ("auroc", "aupr")
+        }
+        for split in SPLITS_COMPARED
+    }
 
 
 def _plot_training_curves(
@@ -181,14 +253,28 @@ def _plot_roc_pr(variants: list[str], eval_dir: str, out: Path, plots: Path) -> 
     _save_figure(fig, out / ROC_PR_PNG)
 
 
-def _variant_summary(metrics: dict[str, Any], history: dict[str, Any]) -> dict[str, Any]:
-    """One variant's row of the comparison: test metrics and how training went."""
+def _variant_summary(
+    metrics: dict[str, Any], history: dict[str, Any], oracle: dict[str, Any] | None
+) -> dict[str, Any]:
+    """One variant's row of the comparison: validation and test metrics and how training
+    went; with the oracle, test macro AUROC as a share of the oracle's."""
+    validation = metrics.get("validation", {}).get("overall", {})
+    auroc = metrics["overall"]["auroc"]
     return {
-        "test_macro_auroc": metrics["overall"]["auroc"],
+        "valid_macro_auroc": validation.get("auroc"),
+        "valid_macro_aupr": validation.get("aupr"),
+        "test_macro_auroc": auroc,
         "test_macro_aupr": metrics["overall"]["aupr"],
+        "share_of_oracle_auroc": (
+            auroc / oracle["test_macro_auroc"]
+            if oracle and auroc is not None and oracle["test_macro_auroc"]
+            else None
+        ),
         "categories": {
             c: {"auroc": s["auroc"], "aupr": s["aupr"]} for c, s in metrics["categories"].items()
         },
+        "seeds": len(metrics.get("seeds", [])) or 1,
+        "selected_seed": (metrics.get("selected_seed") or {}).get("seed"),
         "epochs_run": history.get("epochs_run"),
         "best_epoch": history.get("best_epoch"),
         "stopped_epoch": history.get("stopped_epoch"),
@@ -196,11 +282,18 @@ def _variant_summary(metrics: dict[str, Any], history: dict[str, Any]) -> dict[s
     }
 
 
+def _predictions(eval_dir: str, variant: str, split: str) -> dict[str, np.ndarray]:
+    folder = Path(eval_dir, variant, VALID_DIR) if split == VALID_DIR else Path(eval_dir, variant)
+    with np.load(folder / artifacts.PREDICTIONS_FILE) as saved:
+        return {"y_true": saved["y_true"], "y_score": saved["y_score"]}
+
+
 def _random_dropout_vs_baseline(
-    params: Params, eval_dir: str, out: Path, plots: Path
+    params: Params, eval_dir: str, out: Path, plots: Path, rows_per_block: int
 ) -> dict[str, Any]:
-    """Per-target AUPR scatter and the paired bootstrap delta of random dropout minus
-    baseline: the comparison's delta, targets_better and targets_scored."""
+    """Per-target AUPR scatter (test) and the paired block-bootstrap delta of the trained
+    random-dropout model minus the trained baseline model, on validation (decides) and test
+    (reports): the comparison's delta, targets_better and targets_scored."""
     a = _per_target(Path(eval_dir, BASELINE, artifacts.PER_TARGET_FILE))
     b = _per_target(Path(eval_dir, RANDOM_DROPOUT, artifacts.PER_TARGET_FILE))
     scatter_rows = [
@@ -210,23 +303,33 @@ def _random_dropout_vs_baseline(
     ]
     _write_csv(plots / AUPR_SCATTER_CSV, scatter_rows)
     _plot_aupr_scatter(scatter_rows, out / AUPR_SCATTER_PNG)
-    pa = np.load(Path(eval_dir, BASELINE, artifacts.PREDICTIONS_FILE))
-    pb = np.load(Path(eval_dir, RANDOM_DROPOUT, artifacts.PREDICTIONS_FILE))
-    delta = {
-        metric: paired_bootstrap_delta(
-            pa["y_true"],
-            pa["y_score"],
-            pb["y_score"],
-            metric=metric,
-            n_boot=params.promote.bootstrap_samples,
-            confidence=params.promote.confidence,
-            seed=params.seed,
-            max_rows=BOOTSTRAP_MAX_ROWS,
-        )
-        for metric in ("auroc", "aupr")
-    }
+    delta: dict[str, Any] = {}
+    for split in SPLITS_COMPARED:
+        pa = _predictions(eval_dir, BASELINE, split)
+        pb = _predictions(eval_dir, RANDOM_DROPOUT, split)
+        delta[split] = {}
+        for metric in ("auroc", "aupr"):
+            try:
+                result = paired_bootstrap_delta(
+                    pa["y_true"],
+                    pa["y_score"],
+                    pb["y_score"],
+                    metric=metric,
+                    seed=params.seed,
+                    **bootstrap_settings(params.promote, rows_per_block),
+                )
+            except ValueError as err:  # too few rows or positives for these blocks
+                delta[split][metric] = {"error": str(err)}
+                continue
+            result["n_targets_compared"] = len(result.pop("targets"))
+            result["verdict"] = verdict_words(
+                result["ci_low"], result["ci_high"], RANDOM_DROPOUT, BASELINE
+            )
+            delta[split][metric] = result
     return {
         "delta": delta,
+        "block_rows": rows_per_block,
+        "interval": INTERVAL_MEANING,
         "targets_better": int(sum(r[RANDOM_DROPOUT] > r[BASELINE] for r in scatter_rows)),
         "targets_scored": len(scatter_rows),
     }
@@ -259,16 +362,64 @@ def _plot_aupr_scatter(scatter_rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def comparison_table(comparison: dict[str, Any]) -> list[str]:
+    """Validation (decides) and test (reports) macro metrics per variant, the oracle's test
+    ceiling when there is one, and each model's test macro AUROC as a share of it."""
+    oracle = comparison.get("oracle")
     lines = [
-        "| variant | test macro AUROC | test macro AUPR | epochs run | best epoch | wall time |",
-        "|---|---|---|---|---|---|",
+        "| variant | valid macro AUROC | valid macro AUPR | test macro AUROC | test macro AUPR "
+        + ("| test AUROC / oracle " if oracle else "")
+        + "| seeds | epochs run | best epoch | wall time |",
+        "|---|---|---|---|---|" + ("---|" if oracle else "") + "---|---|---|---|",
     ]
     for v, row in comparison["variants"].items():
         wall = row.get("wall_time_s")
+        share = f"| {_fmt(row.get('share_of_oracle_auroc'), 3)} " if oracle else ""
+        seeds = row.get("seeds", 1)
+        seed_text = f"{seeds} (best: {row['selected_seed']})" if seeds > 1 else "1"
         lines.append(
-            f"| {_label(v)} | {_fmt(row['test_macro_auroc'])} | "
-            f"{_fmt(row['test_macro_aupr'])} | {row.get('epochs_run', 'n/a')} | "
-            f"{row.get('best_epoch', 'n/a')} | {'n/a' if wall is None else f'{wall:.0f} s'} |"
+            f"| {_label(v)} | {_fmt(row.get('valid_macro_auroc'))} | "
+            f"{_fmt(row.get('valid_macro_aupr'))} | {_fmt(row['test_macro_auroc'])} | "
+            f"{_fmt(row['test_macro_aupr'])} {share}| {seed_text} | "
+            f"{row.get('epochs_run', 'n/a')} | {row.get('best_epoch', 'n/a')} | "
+            f"{'n/a' if wall is None else f'{wall:.0f} s'} |"
+        )
+    if oracle:
+        lines.append(
+            "| PWM-scan oracle (knows the planted grammar; no training) | n/a | n/a | "
+            f"{_fmt(oracle['test_macro_auroc'])} | {_fmt(oracle['test_macro_aupr'])} | 1.000 "
+            "| n/a | n/a | n/a | n/a |"
+        )
+    return lines
+
+
+def verdict_lines(comparison: dict[str, Any], confidence: float) -> list[str]:
+    """The comparison in words: the trained models on validation (decides) and test
+    (reports), then over seeds when there are several. Empty without both variants."""
+    delta = comparison.get("delta")
+    if not delta:
+        return []
+    level = int(round(confidence * 100))
+    lines = []
+    for split in SPLITS_COMPARED:
+        role = "decides promotion" if split == VALID_DIR else "reported only"
+        d = delta[split]["aupr"]
+        if "error" in d:
+            lines.append(f"Verdict on {split} ({role}): no interval ({d['error']}).")
+            continue
+        lines.append(
+            f"Verdict on {split} ({role}), trained random-dropout model minus trained baseline "
+            f"model: "
+            f"macro AUPR {d['delta']:+.4f} ({level}% block-bootstrap CI "
+            f"{_fmt(d['ci_low'])} to {_fmt(d['ci_high'])}), macro AUROC "
+            f"{delta[split]['auroc']['delta']:+.4f}: {d['verdict']}."
+        )
+    seed_delta = comparison.get("seed_delta")
+    if seed_delta:
+        d = seed_delta[VALID_DIR]["aupr"]
+        lines.append(
+            f"Verdict over {d['n_seeds']} seeds (paired by seed), random dropout minus "
+            f"baseline on validation: macro AUPR {d['delta']:+.4f} ({level}% paired t CI "
+            f"{_fmt(d['ci_low'])} to {_fmt(d['ci_high'])}): {d['verdict']}."
         )
     return lines
 
@@ -276,20 +427,29 @@ def comparison_table(comparison: dict[str, Any]) -> list[str]:
 def render_markdown(comparison: dict[str, Any], params: Params) -> str:
     lines = ["# Baseline DanQ vs random-dropout DanQ", ""]
     lines += comparison_table(comparison)
+    lines += [
+        "",
+        "Validation decides (promotion's floors, the champion comparison, the choice between "
+        "candidates); test is reported only.",
+    ]
     variants = comparison["variants"]
     categories = sorted({c for row in variants.values() for c in row["categories"]})
+    oracle = comparison.get("oracle")
     if categories:
         lines += [
             "",
-            "Macro AUPR by target category:",
+            "Test macro AUPR by target category:",
             "",
             "| variant | " + " | ".join(categories) + " |",
             "|---|" + "---|" * len(categories),
         ]
-        for v, row in variants.items():
+        rows = [(_label(v), row["categories"]) for v, row in variants.items()]
+        if oracle:
+            rows.append(("PWM-scan oracle", oracle["categories"]))
+        for label, by_category in rows:
             lines.append(
-                f"| {_label(v)} | "
-                + " | ".join(_fmt(row["categories"].get(c, {}).get("aupr")) for c in categories)
+                f"| {label} | "
+                + " | ".join(_fmt((by_category.get(c) or {}).get("aupr")) for c in categories)
                 + " |"
             )
     delta = comparison.get("delta")
@@ -297,27 +457,34 @@ def render_markdown(comparison: dict[str, Any], params: Params) -> str:
         level = int(round(params.promote.confidence * 100))
         lines += [
             "",
-            "Random dropout minus baseline on the same test sequences (paired "
-            f"bootstrap, {level}% CI):",
+            "Trained random-dropout model minus trained baseline model on the same sequences "
+            f"(paired block bootstrap, blocks of {comparison['block_rows']} row(s), {level}% CI):",
             "",
         ]
-        for metric, d in delta.items():
-            lines.append(
-                f"- macro {metric.upper()}: {d['delta']:+.4f} "
-                f"({_fmt(d['ci_low'])} to {_fmt(d['ci_high'])})"
-            )
+        for split in SPLITS_COMPARED:
+            role = "decides" if split == VALID_DIR else "reported only"
+            for metric, d in delta[split].items():
+                if "error" in d:
+                    lines.append(f"- {split} ({role}), macro {metric.upper()}: {d['error']}")
+                    continue
+                lines.append(
+                    f"- {split} ({role}), macro {metric.upper()}: {d['delta']:+.4f} "
+                    f"({_fmt(d['ci_low'])} to {_fmt(d['ci_high'])}; "
+                    f"{d['n_targets_compared']} targets): {d['verdict']}"
+                )
         lines.append(
-            f"- random dropout has the higher AUPR on {comparison['targets_better']} "
+            f"- random dropout has the higher test AUPR on {comparison['targets_better']} "
             f"of {comparison['targets_scored']} targets"
         )
-        d = delta["aupr"]
-        if d["ci_low"] > 0:
-            verdict = "random dropout is better"
-        elif d["ci_high"] < 0:
-            verdict = "the baseline is better"
-        else:
-            verdict = "no difference is detectable"
-        lines += ["", f"Verdict on this test set: {verdict} (macro AUPR)."]
+        lines += ["", f"What the interval means: {comparison['interval']}."]
+        for line in verdict_lines(comparison, params.promote.confidence):
+            lines += ["", line]
+        if not comparison.get("seed_delta"):
+            lines += [
+                "",
+                "One seed per variant: these verdicts compare two trained models, not two "
+                "methods; train.seeds > 1 compares the variants over seeds.",
+            ]
     lines += [
         "",
         f"![training curves]({TRAINING_CURVES_PNG})",

@@ -1,29 +1,37 @@
-"""`danq evaluate`: test-set scoring with the DeepSEA protocol.
+"""`danq evaluate`: validation and test scoring with the DeepSEA protocol.
 
-Each test sequence is scored together with its reverse complement and the two predictions
-are averaged (DeepSEA, DanQ). Per-target ROC AUC and average precision come from
-danq.evaluation.metrics (exact, vectorised); targets without positives are reported as skipped.
-Outputs per variant, under build/eval/<variant>/: metrics.json (which promotion reads; the
-command also copies it to <paths.metrics_dir>/<variant>.json for `dvc metrics`),
-per_target.tsv, predictions.npz (for the promotion gate's paired bootstrap), and ROC / PR
-curve points for a few named targets (for the report's plots and MLflow).
+Each sequence is scored together with its reverse complement and the two predictions are
+averaged (DeepSEA, DanQ), so one row of predictions is one forward/reverse pair. Per-target
+ROC AUC and average precision come from danq.evaluation.metrics (exact, vectorised); targets
+without positives are reported as skipped.
+Outputs per variant, under build/eval/<variant>/: metrics.json (test metrics as before, plus
+the validation summary under "validation"; the command also copies it to
+<paths.metrics_dir>/<variant>.json for `dvc metrics`), per_target.tsv, predictions.npz, ROC /
+PR curve points for a few named targets (for the report's plots and MLflow), and valid/ with
+the validation split's metrics.json, per_target.tsv and predictions.npz. Promotion decides on
+valid/ and only reports the test metrics; with several seeds per variant see
+danq.evaluation.seeds.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from danq import artifacts, tracking
+from danq.artifacts import EVAL_SEEDS_DIR, VALID_DIR
 from danq.config import Params
 from danq.data.shards import Manifest, read_manifest
 from danq.data.targets import shard_target_table
 from danq.errors import DataError, EvaluationError
 from danq.evaluation.metrics import json_safe, per_target_auroc_aupr, summarise
+from danq.evaluation.seeds import SeedRun, trained_runs
 from danq.io import storage
 from danq.model.loading import load_model, load_verified_model
 
@@ -33,6 +41,7 @@ if TYPE_CHECKING:
     from danq.model.integrity import VerifiedModel
 
 RUN_ARTIFACT_PATH = "evaluation"  # where the evaluation files go among the run's artifacts
+SUMMARY_KEYS = ("auroc", "aupr", "n_scoreable", "n_skipped", "skipped")
 
 
 def check_rows(rows: np.ndarray, n_forward: int, where: str) -> np.ndarray:
@@ -183,8 +192,10 @@ def evaluate_variant(
     shard_dir: str,
     out_dir: str,
     data_dir: str | None,
+    valid_shard_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Score one trained variant on the test shards and write its evaluation outputs.
+    """Score one trained model on the test shards (and, given valid_shard_dir, the validation
+    shards) and write its evaluation outputs; returns metrics.json's content.
 
     Target names come from the shards (targets.json); data_dir, when given, must agree.
     """
@@ -192,28 +203,45 @@ def evaluate_variant(
     # Names, the training run and the model's checksum first: disagreeing data, another
     # store or a tampered model are refused before hours of scoring, not after.
     names, categories = shard_target_table(read_manifest(shard_dir).n_targets, shard_dir, data_dir)
+    if valid_shard_dir is not None:
+        valid_names, _ = shard_target_table(
+            read_manifest(valid_shard_dir).n_targets, valid_shard_dir, data_dir
+        )
+        if valid_names != names:
+            raise EvaluationError(
+                f"{valid_shard_dir}: other targets than the test shards {shard_dir}"
+            )
     tracking_uri = tracking.resolve_uri(params.mlflow)
     run_id = run_info.get("run_id")
     provenance = _provenance(tracking_uri, run_id)
     loaded = load_candidate(run_info, model_dir, tracking_uri)
+    out = Path(out_dir)
+    validation = None
+    if valid_shard_dir is not None:
+        validation = _score_split(
+            loaded.model, valid_shard_dir, params, names, categories, out / VALID_DIR
+        )
+        write_metrics(out / VALID_DIR / artifacts.METRICS_FILE, {"variant": variant, **validation})
     y_true, y_score = predict_split(loaded.model, shard_dir, params.evaluate.batch_size)
     auroc, aupr = per_target_auroc_aupr(y_true, y_score)
     summary = summarise(auroc, aupr, categories)
     metrics = {
         "variant": variant,
+        "split": "test",
         "model_uri": run_info.get("model_uri"),
         "model_source": loaded.source,
         "model_sha256": loaded.sha256,
         "mlflow_run_id": run_id,
+        "train_seed": run_info.get("settings", {}).get("train.seed"),
         "n_test": int(len(y_true)),
         "n_targets": int(y_true.shape[1]),
-        "overall": {
-            k: summary[k] for k in ("auroc", "aupr", "n_scoreable", "n_skipped", "skipped")
-        },
+        "overall": {k: summary[k] for k in SUMMARY_KEYS},
         "categories": summary["categories"],
         **provenance,
     }
-    out = Path(out_dir)
+    if validation is not None:
+        # Labelled apart from the test metrics above: promotion decides on these.
+        metrics["validation"] = validation
     _write_predictions(out / artifacts.PREDICTIONS_FILE, y_true, y_score)
     artifacts.write_text(
         out / artifacts.PER_TARGET_FILE, per_target_table(names, categories, y_true, auroc, aupr)
@@ -224,6 +252,100 @@ def evaluate_variant(
     write_metrics(out / artifacts.METRICS_FILE, metrics)
     _log_to_mlflow(tracking_uri, metrics, out)
     return metrics
+
+
+def _score_split(
+    model: keras.Model,
+    shard_dir: str,
+    params: Params,
+    names: list[str],
+    categories: dict[str, list[int]],
+    out: Path,
+) -> dict[str, Any]:
+    """Predictions, per-target table and summary of one more split (validation) into out."""
+    y_true, y_score = predict_split(model, shard_dir, params.evaluate.batch_size)
+    auroc, aupr = per_target_auroc_aupr(y_true, y_score)
+    summary = summarise(auroc, aupr, categories)
+    _write_predictions(out / artifacts.PREDICTIONS_FILE, y_true, y_score)
+    artifacts.write_text(
+        out / artifacts.PER_TARGET_FILE, per_target_table(names, categories, y_true, auroc, aupr)
+    )
+    return {
+        "split": VALID_DIR,
+        "n": int(len(y_true)),
+        "overall": {k: summary[k] for k in SUMMARY_KEYS},
+        "categories": summary["categories"],
+    }
+
+
+def evaluate_seeds(
+    params: Params,
+    variant: str,
+    model_dir: str,
+    shard_dir: str,
+    valid_shard_dir: str,
+    out_dir: str,
+    data_dir: str | None,
+) -> dict[str, Any]:
+    """Evaluate a variant on validation and test: its one model (train.seeds = 1), or each
+    seed into <out_dir>/seeds/seed-<i>/ with the seed best on validation (promote.metric;
+    ties: the lower seed) copied to out_dir. metrics.json then lists every seed's validation
+    and test macro metrics ("seeds") and names the selected one ("selected_seed"); the
+    choice never looks at test."""
+    runs = trained_runs(model_dir, params)
+    if len(runs) == 1 and not runs[0].folder:
+        return evaluate_variant(
+            params, variant, model_dir, shard_dir, out_dir, data_dir, valid_shard_dir
+        )
+    seeds_dir = Path(out_dir, EVAL_SEEDS_DIR)
+    if seeds_dir.exists():  # a previous evaluation's seeds, maybe more of them
+        shutil.rmtree(seeds_dir)
+    per_seed = [
+        evaluate_variant(
+            params,
+            variant,
+            str(Path(model_dir, run.folder)),
+            shard_dir,
+            str(seeds_dir / run.folder),
+            data_dir,
+            valid_shard_dir,
+        )
+        for run in runs
+    ]
+    metric = params.promote.metric
+    scores = [m["validation"]["overall"][metric] for m in per_seed]
+    best = max(range(len(runs)), key=lambda i: _comparable(scores[i]))
+    chosen = seeds_dir / runs[best].folder
+    for name in (artifacts.PREDICTIONS_FILE, artifacts.PER_TARGET_FILE, artifacts.CURVES_FILE):
+        artifacts.write_atomically(Path(out_dir, name), partial(shutil.copyfile, chosen / name))
+    if Path(out_dir, VALID_DIR).exists():
+        shutil.rmtree(Path(out_dir, VALID_DIR))
+    shutil.copytree(chosen / VALID_DIR, Path(out_dir, VALID_DIR))
+    metrics = {
+        **per_seed[best],
+        "selected_seed": _seed_entry(runs[best], per_seed[best]),
+        "selected_on": f"{VALID_DIR} macro {metric}",
+        "seeds": [_seed_entry(run, m) for run, m in zip(runs, per_seed, strict=True)],
+    }
+    write_metrics(Path(out_dir, artifacts.METRICS_FILE), metrics)
+    return metrics
+
+
+def _comparable(value: float | None) -> float:
+    return float("-inf") if value is None or np.isnan(value) else float(value)
+
+
+def _seed_entry(run: SeedRun, metrics: dict[str, Any]) -> dict[str, Any]:
+    """One seed's line in a multi-seed metrics.json."""
+    return {
+        "index": run.index,
+        "seed": run.seed,
+        "folder": run.folder,
+        "mlflow_run_id": metrics["mlflow_run_id"],
+        "model_uri": metrics["model_uri"],
+        "valid": {k: metrics["validation"]["overall"][k] for k in ("auroc", "aupr")},
+        "test": {k: metrics["overall"][k] for k in ("auroc", "aupr")},
+    }
 
 
 def load_candidate(run_info: dict[str, Any], model_dir: str, tracking_uri: str) -> VerifiedModel:
@@ -314,18 +436,22 @@ def _provenance(tracking_uri: str, run_id: str | None) -> dict[str, str | None]:
 
 
 def _log_to_mlflow(tracking_uri: str, metrics: dict[str, Any], out: Path) -> None:
-    """Test metrics and evaluation files on the variant's training run."""
+    """Test metrics (reported), validation metrics (what promotion decides on) and the
+    evaluation files on the variant's training run."""
     run_id = metrics.get("mlflow_run_id")
     if not run_id:
         return
     client = tracking.client(tracking_uri)
-    values = {
-        "test_macro_auroc": metrics["overall"]["auroc"],
-        "test_macro_aupr": metrics["overall"]["aupr"],
-    }
-    for category, summary in metrics["categories"].items():
-        values[f"test_macro_auroc_{category}"] = summary["auroc"]
-        values[f"test_macro_aupr_{category}"] = summary["aupr"]
+    values = {}
+    splits = [("test", metrics)]
+    if "validation" in metrics:
+        splits.append(("valid", metrics["validation"]))
+    for prefix, split in splits:
+        values[f"{prefix}_macro_auroc"] = split["overall"]["auroc"]
+        values[f"{prefix}_macro_aupr"] = split["overall"]["aupr"]
+        for category, summary in split["categories"].items():
+            values[f"{prefix}_macro_auroc_{category}"] = summary["auroc"]
+            values[f"{prefix}_macro_aupr_{category}"] = summary["aupr"]
     for key, value in values.items():
         if value is not None and not np.isnan(value):  # an empty category has no mean
             client.log_metric(run_id, key, float(value))

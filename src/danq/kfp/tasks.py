@@ -7,9 +7,12 @@ has no params.yaml), the pipeline's typed parameters and free `key=value` overri
 by danq.config like any params.yaml.
 
 Each step receives only what it reads (the launcher copies every input artifact whole into the
-pod): train gets the train and valid shards, evaluate the model and the test shards, compare
-and promote the test shards and the evaluations, whose predictions are cut to the rows the
-promotion bootstrap uses (danq.evaluation.metrics.bootstrap_rows).
+pod): train gets the train and valid shards, evaluate the model and the validation and test
+shards, compare and promote the validation shards (the champion is re-scored on validation,
+where the decision is made) and the evaluations, whose predictions are cut to the rows the
+promotion bootstrap uses (danq.evaluation.metrics.bootstrap_rows, in whole blocks).
+With train.seeds > 1 the train step trains the seeds in sequence into seed-<i>/ folders of its
+artifacts (danq.evaluation.seeds) and evaluate scores each and hands on the best on validation.
 """
 
 from __future__ import annotations
@@ -33,11 +36,14 @@ from danq.artifacts import (
     PER_TARGET_FILE,
     PREDICTIONS_FILE,
     RUN_FILE,
+    SEEDS_FILE,
     TRAINING_CURVE_FILE,
+    VALID_DIR,
     read_json,
 )
 from danq.config import VARIANTS, Params, Variant, load_params
 from danq.errors import CandidateError, ConfigError, DataGateFailed, EvaluationError, PipelineError
+from danq.evaluation.metrics import bootstrap_rows
 from danq.kfp.tracking_uri import redacted
 
 if TYPE_CHECKING:  # the task bodies import these libraries only when they run
@@ -50,7 +56,8 @@ if TYPE_CHECKING:  # the task bodies import these libraries only when they run
 GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 ROC_MAX_POINTS = 200  # the KFP UI draws the curve from artifact metadata: keep it small
 REPORT_DIR = "report"  # compare's comparison report, under its work folder
-FIT_SPLITS = ("train", "valid")  # what train reads; test goes to evaluate, compare, promote
+FIT_SPLITS = ("train", "valid")  # what train reads; test goes to evaluate only
+VALID_SPLIT = "valid"  # also its own artifact: evaluate, compare and promote read it
 TEST_SPLIT = "test"
 MODEL_OUTPUTS = [MODEL_FILE, RUN_FILE]  # the `model` artifact: what evaluate loads
 TRAINING_OUTPUTS = [HISTORY_FILE, RUN_FILE, TRAINING_CURVE_FILE]  # what compare reports
@@ -148,11 +155,17 @@ def validate_data(data_dir: str, out_dir: str, params: Params) -> ValidationRepo
 
 
 def prepare_shards(
-    data_dir: str, fit_dir: str, test_dir: str, params: Params, data_fingerprint: str
+    data_dir: str,
+    fit_dir: str,
+    test_dir: str,
+    params: Params,
+    data_fingerprint: str,
+    valid_dir: str | None = None,
 ) -> dict[str, int]:
-    """TFRecord shards of train and valid in fit_dir/<split>/ and of test in test_dir/test/,
-    from data whose content must still be what the data gate fingerprinted (DataError
-    naming the changed file otherwise). Returns samples per split."""
+    """TFRecord shards of train and valid in fit_dir/<split>/, of test in test_dir/test/ and,
+    given valid_dir, a copy of valid in valid_dir/valid/ (small: the steps after train get it
+    without the training split), from data whose content must still be what the data gate
+    fingerprinted (DataError naming the changed file otherwise). Returns samples per split."""
     from danq.data.fingerprint import DataFingerprint
     from danq.data.shards import prepare_dataset
 
@@ -161,6 +174,8 @@ def prepare_shards(
     manifests = prepare_dataset(
         data_dir, str(staging), params.prepare, progress=False, expected_fingerprint=expected
     )
+    if valid_dir is not None:
+        shutil.copytree(staging / VALID_SPLIT, Path(valid_dir, VALID_SPLIT))
     for split in manifests:
         dest = test_dir if split == TEST_SPLIT else fit_dir
         Path(dest).mkdir(parents=True, exist_ok=True)
@@ -179,12 +194,15 @@ def train_model(
     checkpoint_root: str,
     run_key: str,
     lineage: Lineage,
-) -> TrainResult:
+) -> list[TrainResult]:
     """Train one variant; model.keras and run.json into model_dir, history.json, run.json
-    and the training curve into training_dir.
+    and the training curve into training_dir. With train.seeds > 1, each seed in turn into
+    seed-<i>/ of both, with seeds.json beside them (danq.evaluation.seeds). Returns the
+    results in seed order.
 
     checkpoint_root: where the run's checkpoint survives the pod (danq.kfp.resume), keyed by
-    run_key and variant; empty: in the pod only, so a retry starts again from epoch 0.
+    run_key (with -seed-<i> for several seeds) and variant; empty: in the pod only, so a retry
+    starts again from epoch 0.
     gpus: how many GPUs the step was given; fewer visible ones is an error, because the
     training would otherwise fall back to the CPU silently and take days.
     """
@@ -192,6 +210,7 @@ def train_model(
 
     import tensorflow as tf
 
+    from danq.evaluation.seeds import planned_runs, seed_params, write_seed_index
     from danq.kfp.resume import copy_outputs, train_resumably
     from danq.kfp.staging import scratch_dir
     from danq.training.loop import train_variant
@@ -202,26 +221,36 @@ def train_model(
             f"gpu_count: {gpus} GPU(s) requested but TensorFlow sees {visible}; check the "
             "node's NVIDIA driver and that the image is the GPU image"
         )
-    # A pipeline parameter is a plain string; train_variant rejects one that is no variant.
-    if checkpoint_root:
-        result, out = train_resumably(
-            params,
-            cast(Variant, variant),
-            shard_dir,
-            checkpoint_root,
-            run_key,
-            lineage.data_fingerprint,
-            lineage.tags(),
-        )
-    else:
+    if not checkpoint_root:
         print("no checkpoint_root: the checkpoint lives in the pod; a retry starts over")
-        out = Path(tempfile.mkdtemp(prefix=f"danq-train-{variant}-", dir=scratch_dir()))
-        result = train_variant(
-            params, cast(Variant, variant), shard_dir, str(out), tags=lineage.tags()
-        )
-    copy_outputs(out, MODEL_OUTPUTS, model_dir)
-    copy_outputs(out, TRAINING_OUTPUTS, training_dir)
-    return result
+    runs = planned_runs(params)
+    results = []
+    for run in runs:
+        settings = seed_params(params, run.index) if run.folder else params
+        # A pipeline parameter is a plain string; train_variant rejects one that is no variant.
+        if checkpoint_root:
+            key = f"{run_key}-{run.folder}" if run.folder else run_key
+            result, out = train_resumably(
+                settings,
+                cast(Variant, variant),
+                shard_dir,
+                checkpoint_root,
+                key,
+                lineage.data_fingerprint,
+                lineage.tags(),
+            )
+        else:
+            out = Path(tempfile.mkdtemp(prefix=f"danq-train-{variant}-", dir=scratch_dir()))
+            result = train_variant(
+                settings, cast(Variant, variant), shard_dir, str(out), tags=lineage.tags()
+            )
+        copy_outputs(out, MODEL_OUTPUTS, str(Path(model_dir, run.folder)))
+        copy_outputs(out, TRAINING_OUTPUTS, str(Path(training_dir, run.folder)))
+        results.append(result)
+    if len(runs) > 1:
+        write_seed_index(model_dir, variant, runs)
+        write_seed_index(training_dir, variant, runs)
+    return results
 
 
 # --- evaluate ------------------------------------------------------------------------------
@@ -236,27 +265,34 @@ class RocCurve:
 
 
 def evaluate_model(
-    params: Params, model_dir: str, shard_dir: str, out_dir: str, work: str
+    params: Params, model_dir: str, shard_dir: str, valid_shard_dir: str, out_dir: str, work: str
 ) -> dict[str, Any]:
-    """Score a trained model on the test shards; returns metrics.json's content.
+    """Score a trained model (or each seed, keeping the best on validation) on the validation
+    and test shards; returns metrics.json's content.
 
     The whole evaluation goes to work/; out_dir gets its metrics, per-target table and
-    curves, and predictions.npz cut to the rows the promotion bootstrap keeps (with those
-    rows' indices under "rows"): the steps downstream read no more, and the full predictions
-    of DeepSEA's test set (~2 GB) never leave the pod."""
-    from danq.evaluation.metrics import bootstrap_rows
-    from danq.evaluation.scoring import evaluate_variant
+    curves, and the predictions of both splits (valid/ for validation) cut to the rows the
+    promotion bootstrap keeps (with those rows' indices under "rows"): the steps downstream
+    read no more, and the full predictions of DeepSEA's test set (~2 GB) never leave the pod.
+    A step has no data folder: promote.bootstrap_block_rows "auto" means DeepSEA's blocks."""
+    from danq.evaluation.resampling import block_rows
+    from danq.evaluation.scoring import evaluate_seeds
 
-    variant = read_json(Path(model_dir, RUN_FILE))["variant"]
-    metrics = evaluate_variant(params, variant, model_dir, shard_dir, work, None)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    variant = _variant_of(model_dir, RUN_FILE)
+    metrics = evaluate_seeds(params, variant, model_dir, shard_dir, valid_shard_dir, work, None)
+    Path(out_dir, VALID_DIR).mkdir(parents=True, exist_ok=True)
     for name in (METRICS_FILE, PER_TARGET_FILE, CURVES_FILE):
         shutil.copyfile(Path(work, name), Path(out_dir, name))
-    with np.load(Path(work, PREDICTIONS_FILE)) as predictions:
-        y_true, y_score = predictions["y_true"], predictions["y_score"]
-    rows = bootstrap_rows(len(y_true), params.promote.bootstrap_max_rows, params.seed)
-    with Path(out_dir, PREDICTIONS_FILE).open("wb") as fh:
-        np.savez_compressed(fh, y_true=y_true[rows], y_score=y_score[rows], rows=rows)
+    shutil.copyfile(Path(work, VALID_DIR, METRICS_FILE), Path(out_dir, VALID_DIR, METRICS_FILE))
+    rows_per_block = block_rows(params.promote)
+    for folder in ("", VALID_DIR):
+        with np.load(Path(work, folder, PREDICTIONS_FILE)) as predictions:
+            y_true, y_score = predictions["y_true"], predictions["y_score"]
+        rows = bootstrap_rows(
+            len(y_true), params.promote.bootstrap_max_rows, params.seed, rows_per_block
+        )
+        with Path(out_dir, folder, PREDICTIONS_FILE).open("wb") as fh:
+            np.savez_compressed(fh, y_true=y_true[rows], y_score=y_score[rows], rows=rows)
     return metrics
 
 
@@ -290,12 +326,14 @@ def roc_curve(eval_dir: str, max_points: int = ROC_MAX_POINTS) -> RocCurve:
 
 
 def _variant_of(folder: str, marker: str) -> str:
+    """The variant named in folder/marker, or in folder/seeds.json (several seeds)."""
+    path = Path(folder, marker)
+    if not path.exists() and Path(folder, SEEDS_FILE).exists():
+        path = Path(folder, SEEDS_FILE)
     try:
-        return read_json(Path(folder, marker))["variant"]
+        return str(read_json(path)["variant"])
     except (OSError, KeyError, ValueError) as err:
-        raise CandidateError(
-            f"{folder}/{marker}: cannot tell which variant this is: {err}"
-        ) from err
+        raise CandidateError(f"{path}: cannot tell which variant this is: {err}") from err
 
 
 def stage_by_variant(
@@ -323,20 +361,21 @@ def _ordered(variants: Iterable[str]) -> list[str]:
 
 
 def sampled_rows(candidates_dir: str, variants: Sequence[str]) -> np.ndarray:
-    """The test rows the candidates' predictions hold, which must be the same for all: the
-    comparisons are paired by row."""
+    """The validation rows the candidates' predictions hold (where the decision is made and
+    the champion is re-scored), which must be the same for all: the comparisons are paired by
+    row."""
     rows: np.ndarray | None = None
     for variant in variants:
-        path = Path(candidates_dir, variant, PREDICTIONS_FILE)
+        path = Path(candidates_dir, variant, VALID_DIR, PREDICTIONS_FILE)
         try:
             with np.load(path) as predictions:
                 these = predictions[ROWS_KEY]
         except (OSError, KeyError, ValueError) as err:
-            raise CandidateError(f"{path}: no test rows recorded ({err})") from err
+            raise CandidateError(f"{path}: no validation rows recorded ({err})") from err
         if rows is not None and not np.array_equal(rows, these):
             raise CandidateError(
-                f"{path}: other test rows than {variants[0]}'s; evaluate both with the same "
-                "seed and promote.bootstrap_max_rows"
+                f"{path}: other validation rows than {variants[0]}'s; evaluate both with the "
+                "same seed, promote.bootstrap_max_rows and promote.bootstrap_block_rows"
             )
         rows = these
     if rows is None:
@@ -347,8 +386,8 @@ def sampled_rows(candidates_dir: str, variants: Sequence[str]) -> np.ndarray:
 def _champion_predictor(
     params: Params, shard_dir: str, rows: np.ndarray, cache: str | None
 ) -> PredictFn:
-    """Scores of a model URI on the candidates' test rows; a registered version's scores are
-    read from cache when compare already computed them (versions are immutable)."""
+    """Scores of a model URI on the candidates' validation rows; a registered version's scores
+    are read from cache when compare already computed them (versions are immutable)."""
     from danq.evaluation.scoring import predict_uri
 
     def predict(model_uri: str) -> np.ndarray:
@@ -371,9 +410,10 @@ def compare_candidates(
     scores_path: str,
 ) -> tuple[dict[str, Any], Blessing]:
     """The comparison report (work/report/) and the blessing decision against the current
-    champion, without changing the registry. The evaluations are copied to
-    candidates_dir/<variant>/ and the champion's scores on their test rows to scores_path
-    (an .npz), the inputs of the promote step. Returns (comparison, blessing)."""
+    champion, without changing the registry; shard_dir: the validation shards. The
+    evaluations are copied to candidates_dir/<variant>/ and the champion's scores on their
+    validation rows to scores_path (an .npz), the inputs of the promote step. Returns
+    (comparison, blessing)."""
     from danq.evaluation.report import build_report
     from danq.promotion import registry
     from danq.promotion.decide import decide
@@ -389,7 +429,7 @@ def compare_candidates(
         eval_dir=candidates_dir,
         out_dir=os.path.join(work, REPORT_DIR),
     )
-    y_true, candidates = load_candidates(candidates_dir, variants)
+    y_true, candidates = load_candidates(candidates_dir, variants, params.promote.metric)
     rows = sampled_rows(candidates_dir, variants)
     client = registry.connect(params)
     champion = score_champion(
@@ -417,8 +457,9 @@ def promote_round(
     out_dir: str,
     lineage: Lineage,
 ) -> Blessing:
-    """One promotion round (danq.promotion.promote) over candidates_dir/<variant>/;
-    blessing.json in out_dir; every registered version carries the run's lineage tags. The
+    """One promotion round (danq.promotion.promote) over candidates_dir/<variant>/, the
+    champion re-scored on the validation shards shard_dir; blessing.json in out_dir; every
+    registered version carries the run's lineage tags. The
     round decides again against the registry as it is now, so a champion that moved since
     compare is judged afresh rather than replaced on a stale decision."""
     from danq.promotion import registry
@@ -446,15 +487,20 @@ def blessing_markdown(blessing: Blessing) -> str:
         "",
         blessing.reason,
         "",
-        "| variant | macro AUROC | macro AUPR | floors | vs champion | blessed | reason |",
-        "|---|---|---|---|---|---|---|",
+        f"Decided on {blessing.decided_on}; {blessing.reported_on} is reported only.",
+        "",
+        "| variant | valid macro AUROC | valid macro AUPR | test macro AUROC (reported) | "
+        "test macro AUPR (reported) | floors | vs champion | blessed | reason |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for v in blessing.candidates:
         vs = "" if v.vs_champion is None else f"{v.vs_champion.delta:+.4f}"
+        test = [v.test_metrics.get(k) for k in ("auroc", "aupr")]
+        test_cells = " | ".join("n/a" if t is None else f"{t:.4f}" for t in test)
         lines.append(
             f"| {v.variant} | {v.metrics['auroc']:.4f} | {v.metrics['aupr']:.4f} | "
-            f"{'pass' if v.floors_passed else 'fail'} | {vs} | {'yes' if v.blessed else 'no'} "
-            f"| {v.reason} |"
+            f"{test_cells} | {'pass' if v.floors_passed else 'fail'} | {vs} | "
+            f"{'yes' if v.blessed else 'no'} | {v.reason} |"
         )
     if blessing.registry:
         lines += [

@@ -1,8 +1,10 @@
 """`danq promote`'s work: read the evaluations, score the champion, register, move `champion`.
 
 The decision itself is danq.promotion.decide (arrays in, Blessing out). Here is the I/O around
-it: read each candidate's evaluation outputs, re-score the champion on the candidates' test
-split (so both sides see the same rows), register every candidate (with its model file's
+it: read each candidate's evaluation outputs (its validation predictions decide; its test
+metrics are carried along to be reported), re-score the champion on the candidates'
+validation split (so both sides see the same rows), register every candidate (with its model
+file's
 sha256), write and log blessing.json, and move the aliases (danq.promotion.moves) stating the
 champion the decision was made against: if another command moved it meanwhile, nothing moves
 and ChampionChanged says so. A version that was rolled back is not made champion again by
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from danq import artifacts, tracking
+from danq.artifacts import VALID_DIR
 from danq.config import PromoteConfig
 from danq.errors import CandidateError
 from danq.promotion import moves, registry
@@ -30,19 +33,24 @@ RUN_ARTIFACT_PATH = "promotion"  # where blessing.json goes among a candidate ru
 
 
 def load_candidates(
-    eval_dir: str | os.PathLike[str], variants: list[str]
+    eval_dir: str | os.PathLike[str], variants: list[str], metric: str = "aupr"
 ) -> tuple[np.ndarray, list[CandidateEval]]:
-    """Test labels and each variant's evaluation from <eval_dir>/<variant>/."""
+    """Validation labels and each variant's evaluation from <eval_dir>/<variant>/: its
+    validation scores (valid/predictions.npz), test metrics (metrics.json, reported only) and,
+    with several seeds, every seed's validation `metric` (metrics.json's "seeds")."""
     y_true: np.ndarray | None = None
     candidates = []
     for variant in variants:
         folder = Path(eval_dir, variant)
         try:
             metrics = artifacts.read_json(folder / artifacts.METRICS_FILE)
-            with np.load(folder / artifacts.PREDICTIONS_FILE) as predictions:
+            with np.load(folder / VALID_DIR / artifacts.PREDICTIONS_FILE) as predictions:
                 labels, scores = predictions["y_true"], predictions["y_score"]
         except (OSError, KeyError, ValueError) as err:
-            raise CandidateError(f"{folder}: evaluation output unreadable: {err}") from err
+            raise CandidateError(
+                f"{folder}: validation evaluation unreadable ({err}); promotion decides on the "
+                "validation split: run danq evaluate (it scores both splits)"
+            ) from err
         if not metrics.get("model_uri"):
             raise CandidateError(
                 f"{folder}/{artifacts.METRICS_FILE}: no model_uri (was training logged?)"
@@ -51,9 +59,11 @@ def load_candidates(
             y_true = labels
         elif not np.array_equal(y_true, labels):
             raise CandidateError(
-                f"{variant} was evaluated on other test labels than {variants[0]}: "
-                "candidates must share one test split"
+                f"{variant} was evaluated on other validation labels than {variants[0]}: "
+                "candidates must share one validation split"
             )
+        overall = metrics.get("overall", {})
+        selected = metrics.get("selected_seed") or {}
         candidates.append(
             CandidateEval(
                 variant=variant,
@@ -62,6 +72,9 @@ def load_candidates(
                 run_id=metrics.get("mlflow_run_id"),
                 data_md5=metrics.get("data_md5"),
                 git_commit=metrics.get("git_commit"),
+                test_metrics={k: overall[k] for k in ("auroc", "aupr") if k in overall},
+                seed=selected.get("seed", metrics.get("train_seed")),
+                seed_metrics=tuple(_number(s["valid"][metric]) for s in metrics.get("seeds", [])),
             )
         )
     if y_true is None:
@@ -69,10 +82,15 @@ def load_candidates(
     return y_true, candidates
 
 
+def _number(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
 def score_champion(
     client: RetryingClient, registered_model: str, predict_fn: PredictFn
 ) -> ChampionEval | None:
-    """The current champion scored by predict_fn on the test rows; None when there is none.
+    """The current champion scored by predict_fn on the validation rows; None when there is
+    none.
 
     predict_fn gets the champion's models:/ URI and runs with MLflow's fluent API pointed at
     the client's server, where that URI resolves."""
@@ -101,6 +119,7 @@ def promote_candidates(
     predict_fn: PredictFn,
     seed: int = 0,
     version_tags: Mapping[str, str] | None = None,
+    rows_per_block: int | None = None,
 ) -> Blessing:
     """One promotion round; returns the Blessing also written to <out_dir>/blessing.json.
 
@@ -110,10 +129,11 @@ def promote_candidates(
     versions and aliases and log it to each candidate's run. Keeping the champion also takes
     the registry lock, to repair a move a failed command left unfinished.
     version_tags: further tags of every registered version (a pipeline run's lineage).
+    rows_per_block: the bootstrap's block size (danq.evaluation.resampling.block_rows).
     """
-    y_true, candidates = load_candidates(eval_dir, variants)
+    y_true, candidates = load_candidates(eval_dir, variants, cfg.metric)
     champion = score_champion(client, registered_model, predict_fn)
-    blessing = decide(y_true, candidates, champion, cfg, seed)
+    blessing = decide(y_true, candidates, champion, cfg, seed, rows_per_block)
     blessing_path = Path(out_dir, artifacts.BLESSING_FILE)
     artifacts.write_json(blessing_path, blessing.to_dict())
 
