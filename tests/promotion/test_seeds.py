@@ -98,3 +98,10 @@ def test_two_seeds_per_variant_from_train_to_promote(
     chosen_eval = json.loads((tmp_path / "build" / "eval" / better / "metrics.json").read_text())
     assert chosen["seed"] == chosen_eval["selected_seed"]["seed"]
     assert chosen["run_id"] == chosen_eval["selected_seed"]["mlflow_run_id"]
+
+    # Again, now against a champion: a sqlite: store read directly gives the champion's
+    # version as an int, and the compare-and-set must still see the champion it scored.
+    assert main([*danq, "promote", "--shards", str(tiny_shards / "valid")]) == 0
+    again = json.loads((tmp_path / "build" / "promote" / "blessing.json").read_text())
+    assert again["champion"]["version"] in {"1", "2"}  # a string, as the aliases hold it
+    assert "champion of" not in capsys.readouterr().err

@@ -101,7 +101,8 @@ def score_champion(
     with tracking.using(client.tracking_uri):
         y_score = np.asarray(client.retrying(predict_fn, uri))
     return ChampionEval(
-        version=champion_version.version,
+        # A SQL store read directly (sqlite:) gives versions as ints; aliases hold strings.
+        version=str(champion_version.version),
         model_uri=uri,
         y_score=y_score,
         run_id=champion_version.run_id,
