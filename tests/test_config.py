@@ -147,3 +147,11 @@ def test_study_defaults_pair_8_seeds_with_patience_5_and_a_studied_primary_arm()
     assert study.max_epochs >= 60  # room to stop early: seed 0 stopped at 51 of batch 250
     with pytest.raises(ConfigError, match="study"):
         load_params(REPO / "params.yaml", ["study.arms=[baseline, epoch]"])  # no primary arm
+
+
+def test_synth_recipe_settings_are_checked() -> None:
+    params = load_params(None, ["synth.motif_temperature=0.5", "synth.positive_rate=0.2"])
+    assert (params.synth.motif_temperature, params.synth.positive_rate) == (0.5, 0.2)
+    for bad in ("synth.motif_temperature=0", "synth.motif_temperature=1.5", "synth.decoy_rate=0.6"):
+        with pytest.raises(ConfigError, match=bad.split("=")[0]):
+            load_params(None, [bad])

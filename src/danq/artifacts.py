@@ -42,6 +42,9 @@ SHARD_MANIFEST_FILE = "manifest.json"
 SHARD_TARGETS_FILE = "targets.json"  # in each split folder: target names and categories
 DATA_METADATA_FILE = "metadata.json"
 SYNTH_GENERATOR = "danq data synth"  # DATA_METADATA_FILE's "generator" on the synthetic data
+# The PWM-scan oracle of the synthetic data (`danq data oracle`): <work_dir>/oracle holds
+# METRICS_FILE and PER_TARGET_FILE, scored on the test split like an evaluation.
+ORACLE_DIR = "oracle"
 BLESSING_FILE = "blessing.json"
 COMPARISON_JSON_FILE = "comparison.json"
 COMPARISON_MD_FILE = "comparison.md"

@@ -77,6 +77,19 @@ class SynthConfig(_Strict):
         0.02, ge=0.0, le=0.5, description="share of sequences that carry a run of N"
     )
     label_noise: float = Field(0.01, ge=0.0, lt=0.5)
+    positive_rate: float = Field(
+        0.15, ge=0.0, le=0.5, description="chance per sequence and rule of its positive arrangement"
+    )
+    decoy_rate: float = Field(
+        0.15, ge=0.0, le=0.5, description="chance per sequence and rule of a near-miss arrangement"
+    )
+    motif_temperature: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="instances are sampled from each JASPAR matrix raised to 1/T and "
+        "renormalised: 1 samples the matrix as is, lower plants instances nearer the consensus",
+    )
     chunk_size: int = Field(2000, ge=1)
 
 

@@ -12,7 +12,7 @@ from danq.artifacts import DATA_METADATA_FILE
 from danq.config import SynthConfig
 from danq.data.encoding import reverse_complement_onehot
 from danq.data.jaspar import motifs_by_id
-from danq.data.synth import grammar, write_dataset
+from danq.data.synth import grammar, sharpen, write_dataset
 from danq.data.targets import read_metadata
 from danq.io.deepsea import open_split
 
@@ -119,3 +119,21 @@ def test_grammar_targets_are_not_just_motif_presence(tmp_path: Path) -> None:
     assert 0.05 < y[:, pair["index"]].mean() < y[:, single_a["index"]].mean()
     noise = meta["categories"]["noise"]
     assert all(0.02 < y[:, t].mean() < 0.25 for t in noise)
+
+
+def test_motif_temperature_plants_instances_nearer_the_consensus(tmp_path: Path) -> None:
+    ((_, _, ctcf_pfm),) = motifs_by_id(["MA0139.1"], SynthConfig().jaspar_release)
+    sharp = sharpen(ctcf_pfm, 0.5)
+    np.testing.assert_allclose(sharp.sum(axis=1), 1.0)
+    assert (sharp.max(axis=1) >= ctcf_pfm.max(axis=1)).all()
+    assert sharpen(ctcf_pfm, 1.0) is ctcf_pfm  # the default samples JASPAR's matrix as is
+    scores = {}
+    for temperature in (1.0, 0.5):
+        cfg = SynthConfig(**{**SMALL, "n_train": 200, "motif_temperature": temperature})
+        out = write_dataset(tmp_path / str(temperature), cfg, seed=11, splits=("train",))
+        assert read_metadata(out)["motif_temperature"] == temperature
+        with open_split(out / "train.mat") as reader:
+            x, y = reader.read(0, 200)
+        # Same seed, same positions: only the sampled instances differ.
+        scores[temperature] = best_match_score(x, ctcf_pfm)[y[:, 0] == 1]
+    assert np.median(scores[0.5]) > np.median(scores[1.0]) + 2

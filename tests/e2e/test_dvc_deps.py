@@ -38,7 +38,7 @@ TINY_SETTINGS: dict[str, dict[str, Any]] = {
     "validate": {"chunk_size": 50, "prevalence_tolerance": 0.5, "gc_ks_max": 1.0},
     "prepare": {"shard_size": 70, "chunk_size": 33},
     "model": TINY_MODEL,
-    "train": {"batch_size": 40, "max_epochs": 1, "shuffle_buffer": 100},
+    "train": {"batch_size": 40, "max_epochs": 1, "shuffle_buffer": 100, "steps_per_epoch": None},
     "evaluate": {"batch_size": 100},
     "promote": {
         "min_macro_auroc": 0.0,

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from danq import artifacts
 from danq.artifacts import DATA_METADATA_FILE, write_text
 from danq.config import SPLITS, SynthConfig
 from danq.data.encoding import N_CODE, codes_to_onehot, reverse_complement_codes
@@ -41,8 +42,6 @@ from danq.data.jaspar import motifs_by_id
 from danq.io.deepsea import SplitWriter
 
 CENTRAL_BIN = 200
-POSITIVE_RATE = 0.15  # chance per sample of planting a rule's positive arrangement
-DECOY_RATE = 0.15  # chance per sample of planting a near-miss arrangement
 NOISE_PREVALENCE = 0.1
 CPG_DECAY = 0.75  # share of CG dinucleotides mutated away, as in vertebrate genomes
 
@@ -225,6 +224,14 @@ def _label(rule: Rule, sites: list[_Site], seq_len: int) -> bool:
     raise ValueError(rule.category)
 
 
+def sharpen(pfm: np.ndarray, temperature: float) -> np.ndarray:
+    """The matrix instances are sampled from: each row raised to 1/temperature, renormalised."""
+    if temperature == 1.0:
+        return pfm
+    powered = pfm ** (1.0 / temperature)
+    return powered / powered.sum(axis=1, keepdims=True)
+
+
 def generate_chunk(
     cfg: SynthConfig,
     pfms: list[np.ndarray],
@@ -262,9 +269,9 @@ def generate_chunk(
             if rule.category == "noise":
                 continue
             roll = rng.random()
-            if roll < POSITIVE_RATE:
+            if roll < cfg.positive_rate:
                 _plant_positive(planter, seq, rule, decoy=False)
-            elif roll < POSITIVE_RATE + DECOY_RATE:
+            elif roll < cfg.positive_rate + cfg.decoy_rate:
                 _plant_positive(planter, seq, rule, decoy=True)
         for t, rule in enumerate(rules):
             if rule.category == "noise":
@@ -318,7 +325,7 @@ def write_dataset(
     motifs = motifs_by_id(list(cfg.motifs), cfg.jaspar_release)
     ids = [m[0] for m in motifs]
     names = [m[1] for m in motifs]
-    pfms = [m[2] for m in motifs]
+    pfms = [sharpen(m[2], cfg.motif_temperature) for m in motifs]
     rules = grammar(len(motifs))
     sizes = {"train": cfg.n_train, "valid": cfg.n_valid, "test": cfg.n_test}
     prevalence = {}
@@ -342,13 +349,16 @@ def write_dataset(
     for target in targets:
         categories.setdefault(target["category"], []).append(target["index"])
     metadata = {
-        "generator": "danq data synth",
+        "generator": artifacts.SYNTH_GENERATOR,
         "seed": seed,
         "seq_len": cfg.seq_len,
         "channels": "AGCT",
         "halves": "forward sequences first, reverse complements second, same order",
         "samples": {split: 2 * sizes[split] for split in splits},
         "jaspar_release": cfg.jaspar_release,
+        "motif_temperature": cfg.motif_temperature,
+        "positive_rate": cfg.positive_rate,
+        "decoy_rate": cfg.decoy_rate,
         "motifs": [{"id": i, "name": n, "length": len(p)} for i, n, p in motifs],
         "targets": targets,
         "categories": categories,

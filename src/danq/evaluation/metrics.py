@@ -449,3 +449,21 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
     return value
+
+
+def per_target_table(
+    names: list[str],
+    categories: dict[str, list[int]],
+    y_true: np.ndarray,
+    auroc: np.ndarray,
+    aupr: np.ndarray,
+) -> str:
+    """per_target.tsv: one row per target with its category, positives, AUROC and AUPR."""
+    positives = y_true.sum(axis=0)
+    rows = ["index\tname\tcategory\tpositives\tauroc\taupr"]
+    category_of = {t: c for c, members in categories.items() for t in members}
+    for t, name in enumerate(names):
+        rows.append(
+            f"{t}\t{name}\t{category_of.get(t, '')}\t{positives[t]}\t{auroc[t]:.6f}\t{aupr[t]:.6f}"
+        )
+    return "\n".join(rows) + "\n"

@@ -30,7 +30,12 @@ from danq.config import Params
 from danq.data.shards import Manifest, read_manifest
 from danq.data.targets import shard_target_table
 from danq.errors import DataError, EvaluationError
-from danq.evaluation.metrics import json_safe, per_target_auroc_aupr, summarise
+from danq.evaluation.metrics import (
+    json_safe,
+    per_target_auroc_aupr,
+    per_target_table,
+    summarise,
+)
 from danq.evaluation.seeds import SeedRun, trained_runs
 from danq.io import storage
 from danq.model.loading import load_model, load_verified_model
@@ -373,24 +378,6 @@ def _write_predictions(path: Path, y_true: np.ndarray, y_score: np.ndarray) -> N
             np.savez_compressed(fh, y_true=y_true, y_score=y_score)
 
     artifacts.write_atomically(path, save)
-
-
-def per_target_table(
-    names: list[str],
-    categories: dict[str, list[int]],
-    y_true: np.ndarray,
-    auroc: np.ndarray,
-    aupr: np.ndarray,
-) -> str:
-    """per_target.tsv: one row per target with its category, positives, AUROC and AUPR."""
-    positives = y_true.sum(axis=0)
-    rows = ["index\tname\tcategory\tpositives\tauroc\taupr"]
-    category_of = {t: c for c, members in categories.items() for t in members}
-    for t, name in enumerate(names):
-        rows.append(
-            f"{t}\t{name}\t{category_of.get(t, '')}\t{positives[t]}\t{auroc[t]:.6f}\t{aupr[t]:.6f}"
-        )
-    return "\n".join(rows) + "\n"
 
 
 def curve_rows(
