@@ -16,8 +16,10 @@ REPO = Path(__file__).resolve().parents[1]
 def test_repository_params_parse_with_the_small_preset() -> None:
     params = load_params(REPO / "params.yaml")
     assert params.model.preset == "small"
-    assert params.train.batch_size == 100
-    assert params.train.learning_rate == pytest.approx(1e-3)
+    # The embedded run's training (README): batch 50, lr 0.002, epochs of 60 steps.
+    assert params.train.batch_size == 50
+    assert params.train.learning_rate == pytest.approx(2e-3)
+    assert params.train.steps_per_epoch == 60
     assert params.dropout.baseline.pool == 0.2 and params.dropout.baseline.lstm == 0.5
     assert (params.dropout.random_dropout.pool.low, params.dropout.random_dropout.pool.high) == (
         0.1,
