@@ -13,7 +13,7 @@ CHECKOV := $(LINT_VENV)/bin/checkov
 # promotion decision, study planning and reporting, the CLI and the DVC checks that need no run.
 QUICK_TESTS := tests/test_config.py tests/test_tracking.py tests/test_package_rules.py \
 	tests/io tests/data tests/evaluation tests/promotion/test_decide.py tests/study/test_plan.py \
-	tests/study/test_report.py tests/cli tests/e2e tests/kfp/test_conformance.py
+	tests/study/test_report.py tests/study/test_analysis.py tests/cli tests/e2e tests/kfp/test_conformance.py
 
 .PHONY: run test test-quick test-fast system-packages lint-tools lint bench images clean help
 
