@@ -20,6 +20,9 @@ def test_repository_params_parse_with_the_small_preset() -> None:
     assert params.train.batch_size == 50
     assert params.train.learning_rate == pytest.approx(2e-3)
     assert params.train.steps_per_epoch == 60
+    # 300-bp sequences and room to stop early: both variants stopped early (epochs 96 and 47).
+    assert params.synth.seq_len == 300 and params.train.max_epochs == 120
+    assert params.train.patience == 5
     assert params.dropout.baseline.pool == 0.2 and params.dropout.baseline.lstm == 0.5
     assert (params.dropout.random_dropout.pool.low, params.dropout.random_dropout.pool.high) == (
         0.1,

@@ -171,7 +171,7 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
         jaspar_init="original",
         jaspar_release="JASPAR2016",
     ),
-    # Reduced size for the embedded synthetic run on a 2-core CPU (~3,000 samples/s on 500 bp).
+    # Reduced size for the embedded synthetic run on a 2-core CPU (~3,000 samples/s, 300 bp).
     # Pooling 26 keeps the BiLSTM short; a wider LSTM and dense layer learn the grammar in
     # fewer steps than the paper's proportions scaled down.
     "small": dict(conv_filters=64, conv_width=20, pool_size=26, lstm_units=64, dense_units=256),

@@ -81,6 +81,7 @@ def test_two_seeds_per_variant_from_train_to_promote(
     assert (tmp_path / "metrics" / "baseline.json").exists()
     out = capsys.readouterr().out
     assert "Verdict over 2 seeds (paired by seed), random dropout minus baseline" in out
+    assert "Verdict on the methods" not in out  # the seeds measured the training noise
     comparison = json.loads((tmp_path / "build" / "report" / "comparison.json").read_text())
     assert comparison["seed_delta"]["valid"]["aupr"]["n_seeds"] == 2
     assert comparison["variants"]["baseline"]["seeds"] == 2

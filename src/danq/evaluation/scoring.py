@@ -80,6 +80,7 @@ def predict_split(
     from danq.data.dataset import make_dataset
 
     manifest = read_manifest(shard_dir)
+    check_model_fits(model, manifest, shard_dir)
     total = manifest.n_source_samples
     if total % 2:
         raise DataError(f"{shard_dir}: {total} samples cannot pair forward with reverse halves")
@@ -141,6 +142,19 @@ def _predict_rows(
     if at != 2 * k:
         raise DataError(f"{shard_dir}: streamed {at} of the {2 * k} wanted samples")
     return labels[:k], (scores[:k] + scores[k:]) / 2
+
+
+def check_model_fits(model: keras.Model, manifest: Manifest, shard_dir: str) -> None:
+    """A DataError when the model's input length or output count differs from the shards'
+    (e.g. a champion trained on data of another layout), before anything is scored."""
+    seq_len, n_outputs = model.input_shape[1], model.output_shape[-1]
+    if (seq_len, n_outputs) != (manifest.seq_len, manifest.n_targets):
+        raise DataError(
+            f"{shard_dir}: {manifest.seq_len}-bp sequences with {manifest.n_targets} targets, but "
+            f"the model {getattr(model, 'name', '')!r} takes {seq_len}-bp sequences and has "
+            f"{n_outputs} outputs: it was trained on data of another layout and cannot be scored "
+            "on these rows"
+        )
 
 
 def predict_uri(
