@@ -16,7 +16,15 @@ from benchmarks import report
 from benchmarks.records import Figure, Summary
 
 REPO = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("prepare", "pipeline", "training", "training_memory", "evaluation")
+BENCHMARKS = (
+    "prepare",
+    "pipeline",
+    "training",
+    "training_memory",
+    "evaluation",
+    "from_bed",
+    "variants",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,6 +60,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     p.add_argument("--memory-steps", type=int, default=5, help="steps of the RSS training run")
     p.add_argument("--pipeline-batches", type=int, default=300)
+    p.add_argument(
+        "--bed-megabases",
+        type=int,
+        nargs="+",
+        default=[10, 100],
+        help="genome sizes (Mb) for `danq data from-bed`",
+    )
+    p.add_argument("--bed-targets", type=int, default=10, help="peak files for from-bed")
+    p.add_argument(
+        "--vep-presets", nargs="+", default=["small", "danq"], help="models for variant effects"
+    )
+    p.add_argument(
+        "--vep-variants",
+        type=int,
+        nargs="+",
+        default=[2000, 200],
+        help="SNVs scored by `danq variant-effect`'s batched path, one count per preset",
+    )
+    p.add_argument(
+        "--vep-loop-variants",
+        type=int,
+        nargs="+",
+        default=[200, 20],
+        help="SNVs through the per-variant model.predict loop, one count per preset",
+    )
+    p.add_argument(
+        "--vep-memory-sizes",
+        type=int,
+        nargs="+",
+        default=[10_000, 100_000, 1_000_000],
+        help="VCF sizes for the peak RSS of `danq variant-effect`",
+    )
     p.add_argument("--eval-rows", type=int, default=455_024)
     p.add_argument("--eval-targets", type=int, default=919)
     p.add_argument(
@@ -79,7 +119,7 @@ def configure_threads(threads: list[int] | None) -> None:
 
 
 def run_suite(args: argparse.Namespace) -> tuple[list[Figure], dict[str, float]]:
-    from benchmarks import evaluation, memory, pipeline, training
+    from benchmarks import evaluation, from_bed, memory, pipeline, training, variants
 
     figures: list[Figure] = []
     setup: dict[str, float] = {}
@@ -90,7 +130,11 @@ def run_suite(args: argparse.Namespace) -> tuple[list[Figure], dict[str, float]]
         )
         figures += prepared
         setup.update({f"write train.mat {n}": s for n, s in writes.items()})
-    shards = memory.ensure_shards(args.work, smallest, args.seq_len, args.targets)
+    shards = (
+        memory.ensure_shards(args.work, smallest, args.seq_len, args.targets)
+        if {"training", "pipeline"} & set(args.only)
+        else ""
+    )
     consumption: Summary | None = None
     if "training" in args.only:
         jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
@@ -118,6 +162,19 @@ def run_suite(args: argparse.Namespace) -> tuple[list[Figure], dict[str, float]]
     if "evaluation" in args.only:
         figures += evaluation.evaluation_benchmark(
             args.eval_rows, args.eval_targets, args.sklearn_targets, args.repeats
+        )
+    if "from_bed" in args.only:
+        figures += from_bed.from_bed_benchmark(args.work, args.bed_megabases, args.bed_targets)
+    if "variants" in args.only:
+        figures += variants.variants_benchmark(
+            args.work / "variants",
+            args.vep_presets,
+            args.vep_variants,
+            args.vep_loop_variants,
+            args.vep_memory_sizes,
+            args.seq_len,
+            args.targets,
+            args.repeats,
         )
     if args.make_run:
         from benchmarks.makerun import make_run_benchmark

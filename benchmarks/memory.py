@@ -123,27 +123,33 @@ def rss_figures(what: str, runs: dict[int, ChildRun], seq_len: int) -> list[Figu
                 details={"wall_s": run.wall_s, "in_memory_bytes": reference},
             )
         )
+    growth = rss_growth_figure(what, runs)
+    return figures if growth is None else [*figures, growth]
+
+
+def rss_growth_figure(
+    what: str, runs: dict[int, ChildRun], items: str = "samples"
+) -> Figure | None:
+    """The peak RSS at the largest size against the smallest (None for a single size)."""
     small, large = min(runs), max(runs)
-    if small != large:
-        peak = runs[large].peak_rss_bytes / MB
-        figures.append(
-            Figure(
-                f"{what} peak RSS growth, {small:,} -> {large:,} samples",
-                "MB",
-                _mb(runs[large].peak_rss_bytes),
-                f"peak at {large:,} samples",
-                _mb(runs[small].peak_rss_bytes),
-                f"peak at {small:,} samples",
-                higher_is_better=False,
-                target=1 / RSS_GROWTH_LIMIT,
-                notes=(
-                    f"target: at most {RSS_GROWTH_LIMIT}x the smaller peak (ratio >= "
-                    f"{1 / RSS_GROWTH_LIMIT:.2f}) and < {RSS_ABSOLUTE_LIMIT_MB} MB: "
-                    f"{'met' if peak < RSS_ABSOLUTE_LIMIT_MB else 'missed'} ({peak:,.0f} MB)"
-                ),
-            )
-        )
-    return figures
+    if small == large:
+        return None
+    peak = runs[large].peak_rss_bytes / MB
+    return Figure(
+        f"{what} peak RSS growth, {small:,} -> {large:,} {items}",
+        "MB",
+        _mb(runs[large].peak_rss_bytes),
+        f"peak at {large:,} {items}",
+        _mb(runs[small].peak_rss_bytes),
+        f"peak at {small:,} {items}",
+        higher_is_better=False,
+        target=1 / RSS_GROWTH_LIMIT,
+        notes=(
+            f"target: at most {RSS_GROWTH_LIMIT}x the smaller peak (ratio >= "
+            f"{1 / RSS_GROWTH_LIMIT:.2f}) and < {RSS_ABSOLUTE_LIMIT_MB} MB: "
+            f"{'met' if peak < RSS_ABSOLUTE_LIMIT_MB else 'missed'} ({peak:,.0f} MB)"
+        ),
+    )
 
 
 def prepare_benchmark(

@@ -42,6 +42,23 @@ SHARD_MANIFEST_FILE = "manifest.json"
 SHARD_TARGETS_FILE = "targets.json"  # in each split folder: target names and categories
 DATA_METADATA_FILE = "metadata.json"
 SYNTH_GENERATOR = "danq data synth"  # DATA_METADATA_FILE's "generator" on the synthetic data
+# The genome record under DATA_METADATA_FILE's and a logged model's metadata (MLmodel):
+# {"build", "fasta_md5", "contigs": {name: length}}; `danq variant-effect` checks it.
+GENOME_METADATA_KEY = "genome"
+FROM_BED_GENERATOR = "danq data from-bed"  # ... on data built from a genome FASTA + peaks
+# Beside each split of `danq data from-bed` output: the bin of every forward sample, in order.
+DATA_BINS_SUFFIX = "_bins.bed"  # train_bins.bed, valid_bins.bed, test_bins.bed
+# The synthetic genome's folder (`danq data synth-genome`); its metadata file is written last.
+SYNTH_GENOME_FASTA_FILE = "genome.fa"  # + genome.fa.fai
+SYNTH_GENOME_MOTIFS_FILE = "motifs.bed"  # BED9: thickStart/thickEnd = the instance's core base
+SYNTH_GENOME_VARIANTS_FILE = "variants.vcf.gz"  # + .tbi; INFO SYNTH_CLASS, MOTIF
+SYNTH_GENOME_METADATA_FILE = "genome.json"
+SYNTH_GENOME_GENERATOR = "danq data synth-genome"
+# `danq ism` output folder: per sequence <name>.npz and <name>.<target index>.<target>.png,
+# and a summary table (written last).
+ISM_ARRAY_SUFFIX = ".npz"
+ISM_PLOT_SUFFIX = ".png"
+ISM_SUMMARY_FILE = "summary.tsv"
 # The PWM-scan oracle of the synthetic data (`danq data oracle`): <work_dir>/oracle holds
 # METRICS_FILE and PER_TARGET_FILE, scored on the test split like an evaluation.
 ORACLE_DIR = "oracle"

@@ -93,6 +93,66 @@ class SynthConfig(_Strict):
     chunk_size: int = Field(2000, ge=1)
 
 
+class SynthGenomeConfig(_Strict):
+    """The synthetic genome written by `danq data synth-genome`: contigs tiled with sequences
+    of the `synth` grammar (its motifs, matrices, GC, N runs and tile length synth.seq_len),
+    their planted motif instances as BED, and example SNVs as VCF."""
+
+    contigs: int = Field(3, ge=1, le=50)
+    contig_length: int = Field(
+        200_000, ge=1_000, le=50_000_000, description="bases of the first contig; contig i has 1/i"
+    )
+    contig_prefix: str = Field("chrS", pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    seed: int = Field(11, ge=0)
+    motif_core_variants: int = Field(
+        200, ge=0, description="SNVs that change a planted instance's core to a rare base"
+    )
+    background_variants: int = Field(200, ge=0, description="SNVs away from planted instances")
+    background_margin: int = Field(
+        50, ge=0, description="least distance in bp of a background SNV from a planted instance"
+    )
+
+
+class FromBedConfig(_Strict):
+    """`danq data from-bed`: a DeepSEA-style data set from a genome FASTA and peak files."""
+
+    build: str | None = Field(None, description="genome build recorded in metadata.json")
+    bin_size: int = Field(200, ge=10, le=10_000, description="bp of the labelled bin")
+    window: int = Field(
+        1000, ge=10, le=100_000, description="bp the model sees, centred on the bin"
+    )
+    bins: Literal["genome", "peaks"] = Field(
+        "genome",
+        description="genome: positive bins plus negatives sampled from all other bins; peaks: "
+        "every bin touching a peak plus negatives sampled from bins touching none",
+    )
+    positive_coverage: float = Field(
+        0.5, gt=0.0, le=1.0, description="share of a bin a target's peaks must cover"
+    )
+    negatives: Literal["random", "gc_matched"] = "gc_matched"
+    negative_ratio: float = Field(1.0, ge=0.0, le=1000.0, description="negatives per positive bin")
+    gc_bins: int = Field(50, ge=1, le=1000, description="GC strata of gc_matched sampling")
+    seed: int | None = Field(None, ge=0, description="null: the top-level seed")
+    valid_chroms: list[str] = Field(default_factory=lambda: ["chr7"], min_length=1)
+    test_chroms: list[str] = Field(default_factory=lambda: ["chr8", "chr9"], min_length=1)
+    contigs: list[str] | None = Field(None, description="contigs to bin (null: all of the FASTA)")
+    blacklist: str | None = Field(None, description="BED of regions no window may overlap")
+    max_n_share: float = Field(0.01, ge=0.0, le=1.0, description="most N a kept window may hold")
+    chunk_bins: int = Field(5000, ge=1, le=1_000_000, description="bins processed at a time")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FromBedConfig:
+        if self.window < self.bin_size or (self.window - self.bin_size) % 2:
+            raise ValueError(
+                f"window ({self.window}) must be at least bin_size ({self.bin_size}) with an "
+                "even difference, so that the window is centred on the bin"
+            )
+        shared = set(self.valid_chroms) & set(self.test_chroms)
+        if shared:
+            raise ValueError(f"valid_chroms and test_chroms share {sorted(shared)}")
+        return self
+
+
 class PrepareConfig(_Strict):
     """Conversion of .mat splits to TFRecord shards."""
 
@@ -257,6 +317,29 @@ class EvaluateConfig(_Strict):
     curve_targets: int = Field(4, ge=0, description="targets shown in the ROC/PR plots")
 
 
+class GenomeConfig(_Strict):
+    """The genome the training data comes from, recorded with every trained model so that
+    `danq variant-effect` can refuse a FASTA of another build."""
+
+    build: str | None = Field(
+        None, description="e.g. hg38; null: the data's metadata.json build, if any, else unknown"
+    )
+
+
+class VariantEffectConfig(_Strict):
+    """`danq variant-effect`: scoring the alleles of a VCF."""
+
+    batch_size: int = Field(
+        512, ge=2, description="windows per model call, each also on its reverse complement"
+    )
+    max_allele_length: int = Field(
+        50, ge=1, description="longest REF or ALT scored; longer alleles are skipped"
+    )
+    cache_alleles: int = Field(
+        10_000, ge=0, description="scores of the last distinct alleles kept for duplicates"
+    )
+
+
 class PromoteConfig(_Strict):
     min_macro_auroc: float = Field(0.6, ge=0.0, le=1.0)
     min_macro_aupr: float = Field(0.05, ge=0.0, le=1.0)
@@ -386,6 +469,8 @@ class Params(_Strict):
     seed: int = Field(7, ge=0)
     paths: Paths = Paths()
     synth: SynthConfig = SynthConfig()
+    synth_genome: SynthGenomeConfig = SynthGenomeConfig()
+    from_bed: FromBedConfig = FromBedConfig()
     prepare: PrepareConfig = PrepareConfig()
     validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
     model: ModelConfig = ModelConfig()
@@ -395,6 +480,8 @@ class Params(_Strict):
     evaluate: EvaluateConfig = EvaluateConfig()
     promote: PromoteConfig = PromoteConfig()
     study: StudyConfig = StudyConfig()
+    genome: GenomeConfig = GenomeConfig()
+    variant_effect: VariantEffectConfig = VariantEffectConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -28,6 +28,7 @@ import mlflow
 import numpy as np
 import yaml
 
+from danq.artifacts import GENOME_METADATA_KEY
 from danq.config import MlflowConfig
 
 MODEL_ARTIFACT = "model"
@@ -250,10 +251,16 @@ def provenance_tags(data_dir: str | os.PathLike[str] | None) -> dict[str, str]:
     return {**data_tags(data_dir), **git_tags(), **version_tags()}
 
 
-def log_keras_model(model: Any, sample_x: np.ndarray, target_names: list[str]) -> str:
+def log_keras_model(
+    model: Any,
+    sample_x: np.ndarray,
+    target_names: list[str],
+    genome: Mapping[str, Any] | None = None,
+) -> str:
     """Log the model to the active run with a signature inferred from sample_x, as a .keras
     file, and tag the logged model and the run with that file's sha256 (the checksum every
-    later load and registration checks); returns the logged model's URI.
+    later load and registration checks); returns the logged model's URI. The target names
+    and, when known, the genome the data came from (GENOME_METADATA_KEY) go in its metadata.
 
     Loading it needs the danq package (its custom dropout layer), hence the requirement.
     Requirements are given, not inferred: inference reloads the model in a subprocess.
@@ -268,7 +275,10 @@ def log_keras_model(model: Any, sample_x: np.ndarray, target_names: list[str]) -
         model,
         name=MODEL_ARTIFACT,
         signature=infer_signature(sample_x, predictions),
-        metadata={"target_names": list(target_names)},
+        metadata={
+            "target_names": list(target_names),
+            **({GENOME_METADATA_KEY: dict(genome)} if genome else {}),
+        },
         pip_requirements=[
             f"{package}=={metadata.version(package)}" for package in ("tensorflow", "keras", "danq")
         ],

@@ -1,4 +1,4 @@
-"""`danq data synth | oracle | prepare | info | fetch-deepsea`."""
+"""`danq data synth | synth-genome | from-bed | oracle | prepare | info | fetch-deepsea`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,46 @@ def cmd_synth(args: argparse.Namespace, params: Params) -> int:
         f"wrote synthetic DeepSEA-format data to {out}/ in {time.monotonic() - started:.1f} s: "
         f"train {2 * cfg.n_train}, valid {2 * cfg.n_valid}, test {2 * cfg.n_test} sequences "
         f"of {cfg.seq_len} bp (forward + reverse complement)"
+    )
+    return 0
+
+
+def cmd_synth_genome(args: argparse.Namespace, params: Params) -> int:
+    from danq.data.synth_genome import write_genome
+
+    started = time.monotonic()
+    metadata = write_genome(args.out, params.synth_genome, params.synth)
+    contigs = ", ".join(f"{name} {length:,} bp" for name, length in metadata["contigs"].items())
+    variants = ", ".join(f"{n} {category}" for category, n in metadata["variants"].items())
+    print(
+        f"wrote a synthetic genome to {args.out}/ in {time.monotonic() - started:.1f} s: "
+        f"{contigs}; {metadata['instances']} planted motif instances; SNVs: {variants}"
+    )
+    return 0
+
+
+def cmd_from_bed(args: argparse.Namespace, params: Params) -> int:
+    """Build a DeepSEA-layout data set from a genome FASTA and a sheet of peak files."""
+    from danq.data.from_bed import build_dataset
+
+    cfg = params.from_bed
+    if args.blacklist or args.build:
+        cfg = cfg.model_copy(
+            update={"blacklist": args.blacklist or cfg.blacklist, "build": args.build or cfg.build}
+        )
+    out = args.out or params.data_dir
+    started = time.monotonic()
+    metadata = build_dataset(args.fasta, args.peaks, out, cfg, params.seed, not args.quiet)
+    counts = metadata["counts"]
+    print(
+        f"wrote {len(metadata['targets'])} targets x {cfg.window}-bp windows to {out}/ in "
+        f"{time.monotonic() - started:.1f} s: "
+        + ", ".join(
+            f"{split} {counts[split]['positive_bins']} positive + "
+            f"{counts[split]['negative_bins']} negative bins"
+            for split in SPLITS
+        )
+        + " (x2 with reverse complements)"
     )
     return 0
 
@@ -161,6 +201,42 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     synth.add_argument("--out", help="output folder (default: paths.data_dir)")
     synth.set_defaults(handler=cmd_synth)
+
+    genome = data_commands.add_parser(
+        "synth-genome",
+        help="write a small synthetic genome (FASTA, planted motifs as BED, example SNVs as VCF)",
+        description="Tile contigs with sequences of the synthetic grammar (settings synth and "
+        "synth_genome) and write genome.fa (+ .fai), motifs.bed (every planted motif instance, "
+        "its core base as thickStart), variants.vcf.gz (+ .tbi: motif-core and background "
+        "SNVs) and genome.json.",
+    )
+    genome.add_argument("--out", required=True, help="output folder (replaced atomically)")
+    genome.set_defaults(handler=cmd_synth_genome)
+
+    from_bed = data_commands.add_parser(
+        "from-bed",
+        help="build a DeepSEA-layout data set from a genome FASTA and peak files",
+        description="Cut the genome into from_bed.bin_size bins, label each bin by the peaks "
+        "of every target in the sheet, keep the positive bins plus sampled negatives, hold out "
+        "whole chromosomes and write train/valid/test.mat, <split>_bins.bed and metadata.json "
+        "in the layout `danq validate` and `danq data prepare` read (settings: from_bed).",
+    )
+    from_bed.add_argument(
+        "--fasta", required=True, help="genome FASTA, plain or bgzip (indexed beside it)"
+    )
+    from_bed.add_argument(
+        "--peaks",
+        required=True,
+        help="sheet: one target per line, name<TAB>BED/narrowPeak file[<TAB>category], "
+        "paths relative to the sheet",
+    )
+    from_bed.add_argument("--out", help="output folder (default: paths.data_dir)")
+    from_bed.add_argument(
+        "--blacklist", help="BED of excluded regions (default: from_bed.blacklist)"
+    )
+    from_bed.add_argument("--build", help="genome build to record (default: from_bed.build)")
+    from_bed.add_argument("--quiet", action="store_true", help="no progress bars")
+    from_bed.set_defaults(handler=cmd_from_bed)
 
     oracle = data_commands.add_parser(
         "oracle",

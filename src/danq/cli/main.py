@@ -24,7 +24,18 @@ Handler = Callable[[argparse.Namespace, Params], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from danq.cli import data, evaluate, pipeline, predict, promote, study, train, validate
+    from danq.cli import (
+        data,
+        evaluate,
+        ism,
+        pipeline,
+        predict,
+        promote,
+        study,
+        train,
+        validate,
+        variants,
+    )
 
     parser = argparse.ArgumentParser(
         prog="danq",
@@ -51,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="show TensorFlow's and other libraries' log messages",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (data, validate, train, evaluate, predict, promote, study, pipeline):
+    groups = (data, validate, train, evaluate, predict, variants, ism, promote, study, pipeline)
+    for group in groups:
         group.register(commands)
     return parser
 

@@ -14,24 +14,12 @@ if TYPE_CHECKING:
 
 
 def cmd_predict(args: argparse.Namespace, params: Params) -> int:
-    from danq import predict, tracking
-    from danq.model.loading import load_verified_model, resolve_target_names
+    from danq import predict
 
-    model_uri = args.model or f"models:/{params.mlflow.registered_model}@champion"
-    tracking_uri = tracking.resolve_uri(params.mlflow)
     batch_size = args.batch_size or params.evaluate.batch_size
     started = time.monotonic()
-    # Verified before anything is read or written: a refused model leaves no output.
-    loaded = load_verified_model(model_uri, tracking_uri, args.model_sha256)
+    loaded, names, names_source = load_scoring_model(args, params)
     model = loaded.model
-    names, names_source = resolve_target_names(
-        predict.model_n_targets(model),
-        names_file=args.target_names,
-        model_uri=loaded.source,  # the version loaded, even if the alias has moved since
-        tracking_uri=tracking_uri,
-        data_dir=params.paths.data_dir,
-        model_metadata=loaded.metadata,
-    )
     seq_len = predict.model_seq_len(model)
     deepsea = predict.is_deepsea_input(args.input)
     check_options(args, batch_size, seq_len, deepsea)
@@ -51,6 +39,29 @@ def cmd_predict(args: argparse.Namespace, params: Params) -> int:
         f"strands averaged; target names from {names_source})"
     )
     return 0
+
+
+def load_scoring_model(
+    args: argparse.Namespace, params: Params
+) -> tuple[VerifiedModel, list[str], str]:
+    """The model of --model (default: the registered champion), verified against
+    --model-sha256 before anything is read or written (a refused model leaves no output), and
+    its target names with where they came from (--target-names, the model, the data)."""
+    from danq import predict, tracking
+    from danq.model.loading import load_verified_model, resolve_target_names
+
+    model_uri = args.model or f"models:/{params.mlflow.registered_model}@champion"
+    tracking_uri = tracking.resolve_uri(params.mlflow)
+    loaded = load_verified_model(model_uri, tracking_uri, args.model_sha256)
+    names, names_source = resolve_target_names(
+        predict.model_n_targets(loaded.model),
+        names_file=args.target_names,
+        model_uri=loaded.source,  # the version loaded, even if the alias has moved since
+        tracking_uri=tracking_uri,
+        data_dir=params.paths.data_dir,
+        model_metadata=loaded.metadata,
+    )
+    return loaded, names, names_source
 
 
 def describe(loaded: VerifiedModel) -> str:

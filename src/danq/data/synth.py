@@ -87,7 +87,7 @@ def grammar(n_motifs: int) -> list[Rule]:
 
 
 @dataclass
-class _Site:
+class PlantedSite:
     motif: int
     start: int
     strand: int  # +1 forward, -1 reverse
@@ -104,7 +104,7 @@ class _Sequence:
 
     codes: np.ndarray
     occupied: np.ndarray
-    sites: list[_Site] = field(default_factory=list)
+    sites: list[PlantedSite] = field(default_factory=list)
 
 
 class _Planter:
@@ -121,7 +121,7 @@ class _Planter:
 
     def place(
         self, seq: _Sequence, motif: int, strand: int, lo: int = 0, hi: int | None = None
-    ) -> _Site | None:
+    ) -> PlantedSite | None:
         """Plant a sampled instance with its start in [lo, hi), not overlapping other sites."""
         length = self.lengths[motif]
         hi = self.seq_len - length if hi is None else min(hi, self.seq_len - length)
@@ -133,7 +133,7 @@ class _Planter:
             if not seq.occupied[start : start + length].any():
                 seq.codes[start : start + length] = self.instance(motif, strand)
                 seq.occupied[start : start + length] = True
-                site = _Site(motif, start, strand, length)
+                site = PlantedSite(motif, start, strand, length)
                 seq.sites.append(site)
                 return site
         return None
@@ -142,8 +142,8 @@ class _Planter:
         return 1 if self.rng.random() < 0.5 else -1
 
     def near(
-        self, seq: _Sequence, first: _Site, motif: int, lo_gap: int, hi_gap: int, strand: int
-    ) -> _Site | None:
+        self, seq: _Sequence, first: PlantedSite, motif: int, lo_gap: int, hi_gap: int, strand: int
+    ) -> PlantedSite | None:
         """Plant motif at a gap of [lo_gap, hi_gap] bp after `first` (upstream if strand < 0)."""
         length = self.lengths[motif]
         if strand > 0:
@@ -199,7 +199,7 @@ def _plant_positive(p: _Planter, seq: _Sequence, rule: Rule, decoy: bool) -> Non
             p.place(seq, rule.motifs[1], p.strand())
 
 
-def _label(rule: Rule, sites: list[_Site], seq_len: int) -> bool:
+def _label(rule: Rule, sites: list[PlantedSite], seq_len: int) -> bool:
     by_motif = lambda m: [s for s in sites if s.motif == m]  # noqa: E731
     a = by_motif(rule.motifs[0]) if rule.motifs else []
     if rule.category == "single":
@@ -240,6 +240,19 @@ def generate_chunk(
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """n forward sequences as base codes (n, L) and their labels (n, T)."""
+    codes, labels, _ = generate_chunk_with_sites(cfg, pfms, rules, n, rng)
+    return codes, labels
+
+
+def generate_chunk_with_sites(
+    cfg: SynthConfig,
+    pfms: list[np.ndarray],
+    rules: list[Rule],
+    n: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, list[list[PlantedSite]]]:
+    """generate_chunk, plus the motif instances planted in each sequence (the synthetic genome
+    places them in its BED file)."""
     L = cfg.seq_len
     gc = np.clip(rng.normal(cfg.gc_mean, cfg.gc_sd, size=(n, 1)), 0.2, 0.8)
     # Draw the background a little GC-richer so that after CpG decay, which turns an expected
@@ -259,8 +272,10 @@ def generate_chunk(
     codes[:, 1:][decays & ~to_tg] = 0
     labels = np.zeros((n, len(rules)), dtype=np.uint8)
     planter = _Planter(pfms, L, rng)
+    sites = []
     for i in range(n):
         seq = _Sequence(codes[i], np.zeros(L, dtype=bool))
+        sites.append(seq.sites)
         if rng.random() < cfg.n_sequence_share:  # an assembly gap at one end
             run = int(rng.integers(5, 60))
             at = slice(0, run) if rng.random() < 0.5 else slice(L - run, L)
@@ -279,7 +294,7 @@ def generate_chunk(
             else:
                 labels[i, t] = _label(rule, seq.sites, L)
     flips = rng.random(labels.shape) < cfg.label_noise
-    return codes, labels ^ flips.astype(np.uint8)
+    return codes, labels ^ flips.astype(np.uint8), sites
 
 
 def _write_split(

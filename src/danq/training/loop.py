@@ -51,7 +51,7 @@ from danq.model.network import build_danq, compile_danq
 from danq.training.batches import training_batches, validation_batches
 from danq.training.callbacks import EpochEnd, ResumableEarlyStopping, epoch_metrics
 from danq.training.checkpoint import TrainingCheckpoint
-from danq.training.outputs import TrainResult, finish, result_from_outputs
+from danq.training.outputs import TrainResult, finish, recorded_genome, result_from_outputs
 from danq.training.settings import (
     prepare_devices,
     settings_diff,
@@ -181,6 +181,7 @@ def plan_job(
     params.model.check_fits(train_manifest.seq_len)
     # The names the finished model is logged with: a mismatch fails now, not after training.
     shard_target_table(valid_manifest.n_targets, valid_dir, data_dir)
+    recorded_genome(params, data_dir)  # likewise a genome.build the data contradicts
     settings = training_settings(params, variant, train_manifest, valid_manifest)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)  # the checkpoint may live elsewhere

@@ -12,10 +12,11 @@ import keras
 import mlflow
 
 from danq import artifacts, tracking
-from danq.artifacts import HISTORY_FILE, MODEL_FILE, TRAINING_CURVE_FILE
+from danq.artifacts import GENOME_METADATA_KEY, HISTORY_FILE, MODEL_FILE, TRAINING_CURVE_FILE
 from danq.config import Params, TrainConfig
 from danq.data.dataset import make_dataset
-from danq.data.targets import shard_target_table
+from danq.data.targets import read_metadata, shard_target_table
+from danq.io.genome import model_genome_record
 from danq.training.checkpoint import TrainingCheckpoint
 
 SIGNATURE_SAMPLES = 5
@@ -83,6 +84,14 @@ def plot_training_curve(history: Mapping[str, Any], path: Path) -> None:
     artifacts.write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 
 
+def recorded_genome(params: Params, data_dir: str | None) -> dict[str, Any] | None:
+    """The genome logged with the model, so that `danq variant-effect` can refuse a FASTA of
+    another build: the genome.build setting and the data's metadata.json genome record
+    (model_genome_record; ConfigError when they contradict each other)."""
+    data_genome = (read_metadata(data_dir) or {}).get(GENOME_METADATA_KEY) if data_dir else None
+    return model_genome_record(params.genome.build, data_genome)
+
+
 def save_model(model: keras.Model, path: Path) -> None:
     artifacts.write_atomically(path, model.save)
 
@@ -137,7 +146,8 @@ def finish(
     sample_x = next(iter(make_dataset(valid_dir, SIGNATURE_SAMPLES)))[0].numpy()
     # Target names travel with the model, so `danq predict` can label its columns anywhere.
     target_names, _ = shard_target_table(int(model.output_shape[-1]), valid_dir, data_dir)
-    logged_model_uri = tracking.log_keras_model(model, sample_x, target_names)
+    genome = recorded_genome(params, data_dir)
+    logged_model_uri = tracking.log_keras_model(model, sample_x, target_names, genome)
 
     run_id = run.info.run_id
     return {
