@@ -93,6 +93,11 @@ class CountingModel:
 
     def __init__(self, model) -> None:
         self.model, self.seen = model, []
+        self.name, self.input_shape, self.output_shape = (
+            model.name,
+            model.input_shape,
+            model.output_shape,
+        )
 
     def predict_on_batch(self, x):
         self.seen.append(len(x))
