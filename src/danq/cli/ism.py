@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from danq.cli.predict import add_model_options
 from danq.config import Params
 from danq.errors import PredictError
 
@@ -79,15 +80,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--targets",
         help="comma-separated target names, or @file with one per line (default: all)",
     )
-    parser.add_argument(
-        "--model",
-        help="model URI as for `danq predict` (default: models:/<mlflow.registered_model>"
-        "@champion)",
-    )
-    parser.add_argument("--model-sha256", help="expected sha256 of a local --model")
-    parser.add_argument(
-        "--target-names", help="file with one target name per line (default: from the model)"
-    )
+    add_model_options(parser)
     parser.add_argument(
         "--batch-size",
         type=int,

@@ -92,6 +92,25 @@ def check_options(args: argparse.Namespace, batch_size: int, seq_len: int, deeps
         )
 
 
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """--model, --model-sha256 and --target-names: what load_scoring_model reads."""
+    parser.add_argument(
+        "--model",
+        help="model URI: models:/<name>@<alias>, models:/<name>/<version>, runs:/<id>/model, "
+        "an MLflow model folder or a .keras file (default: models:/<mlflow.registered_model>"
+        "@champion). Registered and logged models load only if their file matches the sha256 "
+        "recorded in the registry",
+    )
+    parser.add_argument(
+        "--model-sha256",
+        help="expected sha256 of a local --model (.keras file, or the .keras file of an MLflow "
+        "model folder); without it a local model is loaded unchecked",
+    )
+    parser.add_argument(
+        "--target-names", help="file with one target name per line (default: from the model)"
+    )
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     predict = commands.add_parser(
         "predict",
@@ -99,18 +118,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Score sequences with the champion (or any model URI), averaging each "
         "window with its reverse complement; writes a TSV of sequence x target.",
     )
-    predict.add_argument(
-        "--model",
-        help="model URI: models:/<name>@<alias>, models:/<name>/<version>, runs:/<id>/model, "
-        "an MLflow model folder or a .keras file (default: models:/<mlflow.registered_model>"
-        "@champion). Registered and logged models load only if their file matches the sha256 "
-        "recorded in the registry",
-    )
-    predict.add_argument(
-        "--model-sha256",
-        help="expected sha256 of a local --model (.keras file, or the .keras file of an MLflow "
-        "model folder); without it a local model is loaded unchecked",
-    )
+    add_model_options(predict)
     predict.add_argument(
         "--input",
         required=True,
@@ -132,8 +140,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     predict.add_argument(
         "--stride", type=int, help="tile step in bp (default: the window length; tile only)"
-    )
-    predict.add_argument(
-        "--target-names", help="file with one target name per line (default: from the model)"
     )
     predict.set_defaults(handler=cmd_predict)

@@ -7,6 +7,7 @@ import sys
 import time
 from collections import Counter
 
+from danq.cli.predict import add_model_options
 from danq.config import Params
 from danq.errors import PredictError
 
@@ -100,18 +101,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         required=True,
         help="genome FASTA, plain or bgzip-compressed (.fai/.gzi built beside it when missing)",
     )
-    parser.add_argument(
-        "--model",
-        help="model URI as for `danq predict` (default: models:/<mlflow.registered_model>"
-        "@champion)",
-    )
-    parser.add_argument("--model-sha256", help="expected sha256 of a local --model")
+    add_model_options(parser)
     parser.add_argument(
         "--targets",
         help="targets to score: comma-separated names, or @FILE with one name per line "
         "(default: all)",
     )
-    parser.add_argument("--target-names", help="file with the model's target names, one per line")
     parser.add_argument("--out", required=True, help="output TSV (written atomically)")
     parser.add_argument(
         "--vcf-out",
