@@ -138,8 +138,9 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
     write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def write_json(path: str | os.PathLike[str], document: Any) -> None:
-    write_text(path, json.dumps(document, indent=2) + "\n")
+def write_json(path: str | os.PathLike[str], document: Any, *, allow_nan: bool = True) -> None:
+    """allow_nan=False: a NaN or infinity raises ValueError (standard JSON has neither)."""
+    write_text(path, json.dumps(document, indent=2, allow_nan=allow_nan) + "\n")
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

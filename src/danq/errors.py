@@ -38,6 +38,12 @@ class TrainingStateError(DanqError):
     """Saved training state (checkpoint, finished run) does not fit the current settings."""
 
 
+class TrainingDiverged(DanqError):
+    """The training or validation loss became NaN or infinite; the epoch was not kept."""
+
+    exit_code = 3
+
+
 class EvaluationError(DanqError):
     """A model or its training record cannot be evaluated as asked."""
 

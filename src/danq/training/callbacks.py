@@ -1,5 +1,6 @@
 """Keras callbacks that make training resumable: early stopping whose state survives a restart,
-and the per-epoch record, checkpoint, MLflow metrics and progress line."""
+the per-epoch record, checkpoint, MLflow metrics and progress line, and the guard that fails
+training on a non-finite loss before any of that is written."""
 
 from __future__ import annotations
 
@@ -11,8 +12,52 @@ from typing import Any
 import keras
 
 from danq import tracking
+from danq.errors import TrainingDiverged
 from danq.model.dropout import DropoutRedrawCallback
 from danq.training.checkpoint import TrainingCheckpoint
+
+
+class NonFiniteLossGuard(keras.callbacks.Callback):
+    """Raises TrainingDiverged when the training loss (checked after every batch) or the
+    validation loss (at the end of the epoch) is NaN or infinite.
+
+    It must come first among fit's callbacks: raised there, the failing epoch reaches neither
+    early stopping (best weights), EpochEnd (history, checkpoint, MLflow metrics) nor the
+    finished-run outputs, so the checkpoint keeps the last epoch with finite losses. Unlike
+    keras.callbacks.TerminateOnNaN, which stops training as if it had ended normally.
+    """
+
+    def __init__(self, state: Mapping[str, Any], checkpoint: TrainingCheckpoint) -> None:
+        super().__init__()
+        self.state = state  # the checkpoint's state, which EpochEnd advances per epoch
+        self.checkpoint = checkpoint
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self.epoch = epoch + 1
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        # Keras reports the epoch's running mean: it stays non-finite once one batch was.
+        self.check(logs, "loss", f"batch {batch + 1}")
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self.check(logs, "loss", "end of epoch")
+        self.check(logs, "val_loss", "end of epoch")
+
+    def check(self, logs: Mapping[str, Any] | None, name: str, where: str) -> None:
+        if logs is None or name not in logs:
+            return
+        value = float(logs[name])
+        if math.isfinite(value):
+            return
+        kept = self.state["epoch"]
+        raise TrainingDiverged(
+            f"epoch {self.epoch}, {where}: the {'validation' if name == 'val_loss' else 'training'}"
+            f" loss is {value}; nothing of epoch {self.epoch} was kept and no model was saved. "
+            f"The checkpoint in {self.checkpoint.directory} holds epoch {kept}: training again "
+            "with the same settings resumes from it; after changing settings (e.g. a lower "
+            "train.learning_rate) restart training"
+        )
 
 
 class ResumableEarlyStopping(keras.callbacks.Callback):

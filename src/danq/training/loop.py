@@ -8,7 +8,9 @@ Every finished epoch leaves a complete checkpoint: all model variables, the drop
 random-generator state included, the optimizer state, the early-stopping and dropout-redraw
 state and the MLflow run id. Started again after a crash or a SIGKILL, the same call
 continues from the last finished epoch in the same MLflow run, and on CPU (deterministic ops)
-ends in the same weights as an uninterrupted run.
+ends in the same weights as an uninterrupted run. A NaN or infinite loss fails the call with
+TrainingDiverged before its epoch is kept (NonFiniteLossGuard): the checkpoint keeps the last
+finite epoch, the MLflow run ends FAILED with no model, and run.json is not written.
 
 out_dir holds:
     model.keras          the best weights (written when training ends)
@@ -49,7 +51,12 @@ from danq.io import storage
 from danq.model.dropout import DropoutPolicy, DropoutRedrawCallback, dropout_policy
 from danq.model.network import build_danq, compile_danq
 from danq.training.batches import training_batches, validation_batches
-from danq.training.callbacks import EpochEnd, ResumableEarlyStopping, epoch_metrics
+from danq.training.callbacks import (
+    EpochEnd,
+    NonFiniteLossGuard,
+    ResumableEarlyStopping,
+    epoch_metrics,
+)
 from danq.training.checkpoint import TrainingCheckpoint
 from danq.training.outputs import TrainResult, finish, recorded_genome, result_from_outputs
 from danq.training.settings import (
@@ -340,7 +347,14 @@ def fit(
         initial_epoch=first_epoch,
         steps_per_epoch=steps,
         validation_data=validation_batches(job.valid_dir, job.params.evaluate.batch_size),
-        callbacks=[redraw, early_stopping, epoch_end, *callbacks],
+        # The guard first: a non-finite loss fails the epoch before anything of it is kept.
+        callbacks=[
+            NonFiniteLossGuard(state, job.checkpoint),
+            redraw,
+            early_stopping,
+            epoch_end,
+            *callbacks,
+        ],
         shuffle=False,  # the dataset shuffles, seeded per epoch
         verbose=1 if sys.stdout.isatty() else 0,
     )

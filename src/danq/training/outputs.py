@@ -16,6 +16,7 @@ from danq.artifacts import GENOME_METADATA_KEY, HISTORY_FILE, MODEL_FILE, TRAINI
 from danq.config import Params, TrainConfig
 from danq.data.dataset import make_dataset
 from danq.data.targets import read_metadata, shard_target_table
+from danq.errors import TrainingStateError
 from danq.io.genome import model_genome_record
 from danq.training.checkpoint import TrainingCheckpoint
 
@@ -133,12 +134,17 @@ def finish(
     Target names come from the shards (valid_dir's targets.json); data_dir, when given, must
     agree with them."""
     best_weights = state["early_stopping"]["best_weights"]
-    if best_weights is not None:
-        model.load_weights(checkpoint.directory / best_weights)
+    if best_weights is None:
+        # Without them the last weights, whatever they are, would become the model.
+        raise TrainingStateError(
+            f"{checkpoint.directory}: no best weights after {state['epoch']} epochs (no epoch "
+            "ended with a finite validation loss); no model to save or log"
+        )
+    model.load_weights(checkpoint.directory / best_weights)
     state["wall_time_s"] = wall_time
     history = history_summary(state, params.train)
     save_model(model, out / MODEL_FILE)
-    artifacts.write_json(out / HISTORY_FILE, history)
+    artifacts.write_json(out / HISTORY_FILE, history, allow_nan=False)
     plot_training_curve(history, out / TRAINING_CURVE_FILE)
     log_final_metrics(history)
     mlflow.log_artifact(str(out / HISTORY_FILE))
