@@ -200,3 +200,52 @@ def test_preparing_one_split_keeps_the_others(tiny_data, tmp_path) -> None:
     )
     assert read_manifest(str(out / "valid")) == before
     assert len(read_manifest(str(out / "train")).shards) == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"shards": [{"file": "../escape.tfrecord", "samples": 0}]}, r"shards\[0\]\.file"),
+        ({"shards": [{"file": "/etc/passwd", "samples": 1}]}, "not a plain file name"),
+        ({"seq_len": -5}, "seq_len must be a positive integer"),
+        ({"n_targets": "16"}, "n_targets must be a positive integer"),
+        ({"n_samples": 10**9}, "the shards hold"),
+        ({"halves": "both; rm"}, "halves"),
+        ({"extra": 1}, "unknown key"),
+        ({"label_bytes": 9}, "label_bytes 9 does not fit"),
+    ],
+)
+def test_a_hostile_manifest_is_a_data_error_naming_the_key(
+    tiny_shards, tmp_path, change, message
+) -> None:
+    """A manifest is read before any shard: a path outside the folder, a negative or absurd
+    dimension or an unknown key is refused with the file and key named (not a TypeError, not
+    a read of another file)."""
+    import json
+    import shutil
+
+    folder = tmp_path / "valid"
+    shutil.copytree(tiny_shards / "valid", folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    read_manifest(str(folder))  # the untouched copy reads
+    if change.get("shards") and len(manifest["shards"]) > 1:
+        manifest["shards"] = manifest["shards"][:1]
+    (folder / "manifest.json").write_text(json.dumps({**manifest, **change}))
+    with pytest.raises(DataError, match=message) as caught:
+        read_manifest(str(folder))
+    assert str(folder / "manifest.json") in str(caught.value)
+
+
+def test_a_manifest_that_is_not_json_or_too_large_is_a_data_error(tiny_shards, tmp_path) -> None:
+    import shutil
+
+    from danq.data.shards import MAX_MANIFEST_BYTES
+
+    folder = tmp_path / "valid"
+    shutil.copytree(tiny_shards / "valid", folder)
+    (folder / "manifest.json").write_bytes(b"\xff\xfe{")
+    with pytest.raises(DataError, match="not JSON"):
+        read_manifest(str(folder))
+    (folder / "manifest.json").write_bytes(b" " * (MAX_MANIFEST_BYTES + 1))
+    with pytest.raises(DataError, match="larger than"):
+        read_manifest(str(folder))

@@ -18,11 +18,12 @@ the gate validated, before reading it and again before publishing the shards.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -72,9 +73,68 @@ def read_manifest(shard_dir: str) -> Manifest:
             "data prepare`)"
         )
     with storage.open_binary(path) as fh:
-        raw = json.loads(fh.read())
+        content = fh.read(MAX_MANIFEST_BYTES + 1)
+    if len(content) > MAX_MANIFEST_BYTES:
+        raise DataError(f"{path}: larger than {MAX_MANIFEST_BYTES:,} bytes; not a shard manifest")
+    try:
+        raw = json.loads(content)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: not JSON ({err})") from err
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: a JSON object expected, got {type(raw).__name__}")
     if raw.get("format") != FORMAT:
         raise DataError(f"{path}: format {raw.get('format')!r}, expected {FORMAT!r}")
+    return _checked_manifest(raw, path)
+
+
+MAX_MANIFEST_BYTES = 16 << 20  # about 200,000 shards' entries
+# Shard files are plain names inside the split's folder: a "/" or ".." in a manifest would
+# make readers (and the gs:// staging cache, danq.kfp.staging) open files outside it.
+SHARD_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def _checked_manifest(raw: dict, path: str) -> Manifest:
+    """The manifest's fields with their types, ranges and shard names checked: a DataError
+    naming the key, not a TypeError or a path outside the folder."""
+    known = {f.name for f in fields(Manifest)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise DataError(f"{path}: unknown key(s) {', '.join(unknown)}")
+    for key in ("split", "n_samples", "seq_len", "n_targets", "halves", "compression"):
+        if key not in raw:
+            raise DataError(f"{path}: key {key!r} missing")
+    for key in ("n_samples", "seq_len", "n_targets", "label_bytes"):
+        value = raw.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise DataError(f"{path}: {key} must be a positive integer, got {value!r}")
+    if raw["split"] not in SPLITS:
+        raise DataError(f"{path}: split {raw['split']!r}, expected one of {', '.join(SPLITS)}")
+    for key, allowed in (("halves", ("both", "forward")), ("compression", ("none", "gzip"))):
+        if raw[key] not in allowed:
+            raise DataError(f"{path}: {key} {raw[key]!r}, expected one of {', '.join(allowed)}")
+    shards = raw.get("shards", [])
+    if not isinstance(shards, list) or not shards:
+        raise DataError(f"{path}: shards must be a non-empty list")
+    total = 0
+    for i, shard in enumerate(shards):
+        if not isinstance(shard, dict) or set(shard) != {"file", "samples"}:
+            raise DataError(f"{path}: shards[{i}] must be {{'file': ..., 'samples': ...}}")
+        name, samples = shard["file"], shard["samples"]
+        if not isinstance(name, str) or not SHARD_FILE_NAME.fullmatch(name) or ".." in name:
+            raise DataError(
+                f"{path}: shards[{i}].file {name!r} is not a plain file name inside the folder"
+            )
+        if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+            raise DataError(f"{path}: shards[{i}].samples must be a positive integer")
+        total += samples
+    if total != raw["n_samples"]:
+        raise DataError(
+            f"{path}: the shards hold {total:,} samples but n_samples is {raw['n_samples']:,}"
+        )
+    if "label_bytes" in raw and raw["label_bytes"] != -(-raw["n_targets"] // 8):
+        raise DataError(
+            f"{path}: label_bytes {raw['label_bytes']} does not fit {raw['n_targets']} targets"
+        )
     return Manifest(**raw)
 
 
