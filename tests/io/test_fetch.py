@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import socket
 import tarfile
@@ -286,7 +287,7 @@ def test_fetch_retries_a_server_error(
     server.behaviour.files[BUNDLE_NAME] = bundle
     server.behaviour.fail_first_request_with = 503
 
-    fetch_deepsea(server.url(), tmp_path / "data", progress=False)
+    fetch_deepsea(server.url(), tmp_path / "data", progress=False, trust_first_download=True)
 
     assert len(server.behaviour.range_headers) == 2
     assert_unpacked(tmp_path / "data", mat_files)
@@ -299,7 +300,7 @@ def test_fetch_gives_up_when_the_server_is_unreachable(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}/{BUNDLE_NAME}"
 
     with pytest.raises(FetchError, match=rf"{re.escape(url)}: giving up after 2 retries"):
-        fetch_deepsea(url, tmp_path / "data", retries=2, progress=False)
+        fetch_deepsea(url, tmp_path / "data", retries=2, progress=False, trust_first_download=True)
 
 
 def test_checksum_mismatch_names_both_digests_and_leaves_nothing(
@@ -325,14 +326,20 @@ def test_size_mismatch_is_reported_before_downloading(
     server.behaviour.files[BUNDLE_NAME] = bundle
 
     with pytest.raises(FetchError, match=rf"size mismatch: expected 10 bytes.*{len(bundle)}"):
-        fetch_deepsea(server.url(), tmp_path / "data", expected_size=10, progress=False)
+        fetch_deepsea(
+            server.url(),
+            tmp_path / "data",
+            expected_size=10,
+            progress=False,
+            trust_first_download=True,
+        )
 
 
 def test_http_404_names_the_url(server: BundleServer, tmp_path: Path) -> None:
     url = server.url("missing.tar.gz")
 
     with pytest.raises(FetchError, match=rf"^{re.escape(url)}: HTTP 404"):
-        fetch_deepsea(url, tmp_path / "data", progress=False)
+        fetch_deepsea(url, tmp_path / "data", progress=False, trust_first_download=True)
     assert list((tmp_path / "data").rglob("*")) == []
 
 
@@ -343,7 +350,7 @@ def test_archive_without_test_mat_is_rejected(
     server.behaviour.files[BUNDLE_NAME] = build_tarball(files)
 
     with pytest.raises(FetchError, match=r"lacks test\.mat"):
-        fetch_deepsea(server.url(), tmp_path / "data", progress=False)
+        fetch_deepsea(server.url(), tmp_path / "data", progress=False, trust_first_download=True)
     assert list((tmp_path / "data").rglob("*")) == []
 
 
@@ -352,7 +359,7 @@ def test_files_at_the_archive_root_are_accepted(
 ) -> None:
     server.behaviour.files[BUNDLE_NAME] = build_tarball(mat_files)
 
-    fetch_deepsea(server.url(), tmp_path / "data", progress=False)
+    fetch_deepsea(server.url(), tmp_path / "data", progress=False, trust_first_download=True)
 
     assert_unpacked(tmp_path / "data", mat_files)
 
@@ -379,7 +386,7 @@ def test_unsafe_members_are_rejected(
     dest = tmp_path / "nested" / "data"
 
     with pytest.raises(FetchError, match=rf"unsafe member.*{re.escape(unsafe_name)}"):
-        fetch_deepsea(server.url(), dest, progress=False)
+        fetch_deepsea(server.url(), dest, progress=False, trust_first_download=True)
     assert list(dest.rglob("*")) == []
     assert not (tmp_path / "nested" / "evil").exists()
 
@@ -388,12 +395,72 @@ def test_non_gzip_archive_is_rejected(server: BundleServer, tmp_path: Path) -> N
     server.behaviour.files[BUNDLE_NAME] = b"<html>not a tarball</html>"
 
     with pytest.raises(FetchError, match=rf"{BUNDLE_NAME}: not a gzip-compressed tar archive"):
-        fetch_deepsea(server.url(), tmp_path / "data", progress=False)
+        fetch_deepsea(server.url(), tmp_path / "data", progress=False, trust_first_download=True)
 
 
 def fetch_cli(tmp_path: Path, *argv: str) -> int:
-    """`danq data fetch-deepsea ARGV` with default settings: the command's exit status."""
-    return main(["--params", str(tmp_path / "absent.yaml"), "data", "fetch-deepsea", *argv])
+    """`danq data fetch-deepsea ARGV` with default settings and the pins file in tmp_path: the
+    command's exit status."""
+    pins = str(tmp_path / "fetch-pins.json")
+    return main(
+        ["--params", str(tmp_path / "absent.yaml"), "data", "fetch-deepsea", "--pins", pins, *argv]
+    )
+
+
+def test_plain_http_needs_a_checksum_or_explicit_trust_then_the_pin_holds(
+    server: BundleServer,
+    bundle: bytes,
+    mat_files: dict[str, bytes],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server.behaviour.files[BUNDLE_NAME] = bundle
+    url, pins = server.url(), tmp_path / "fetch-pins.json"
+
+    # No checksum over plain HTTP: refused before any request, nothing written.
+    assert fetch_cli(tmp_path, "--url", url, "--dest", str(tmp_path / "a"), "--no-progress") == 1
+    assert "plain HTTP without a checksum" in capsys.readouterr().err
+    assert server.behaviour.range_headers == [] and not (tmp_path / "a").exists()
+
+    # Trusted once: unpacked and pinned.
+    args = ["--url", url, "--dest", str(tmp_path / "a"), "--no-progress", "--trust-first-download"]
+    assert fetch_cli(tmp_path, *args) == 0
+    assert f"Pinned its sha256 and size in {pins}" in capsys.readouterr().out
+    pin = json.loads(pins.read_text())[url]
+    assert pin == {"sha256": hashlib.sha256(bundle).hexdigest(), "size": len(bundle)}
+
+    # The pin is the checksum of every later download: the same bytes pass without trust ...
+    assert fetch_cli(tmp_path, "--url", url, "--dest", str(tmp_path / "b"), "--no-progress") == 0
+    assert_unpacked(tmp_path / "b", mat_files)
+    # ... other bytes under the same URL fail, and a contradicting --sha256 is refused.
+    server.behaviour.files[BUNDLE_NAME] = build_tarball({"deepsea_train/train.mat": b"x"})
+    assert fetch_cli(tmp_path, "--url", url, "--dest", str(tmp_path / "c"), "--no-progress") == 1
+    assert "size mismatch" in capsys.readouterr().err  # the pinned size, before downloading
+    assert not (tmp_path / "c" / "train.mat").exists()
+    other = ["--sha256", "0" * 64]
+    assert fetch_cli(tmp_path, "--url", url, "--dest", str(tmp_path / "c"), *other) == 1
+    assert "differs from the sha256 pinned" in capsys.readouterr().err
+    assert json.loads(pins.read_text())[url] == pin
+
+
+@pytest.mark.parametrize(
+    ("cap", "message"), [("members", "more than 3 members"), ("bytes", "bytes unpacked")]
+)
+def test_tar_bombs_stop_at_the_caps_before_anything_is_kept(
+    mat_files: dict[str, bytes], tmp_path: Path, cap: str, message: str
+) -> None:
+    members = {f"deepsea_train/{n}": d for n, d in mat_files.items()}
+    members |= {f"deepsea_train/extra-{i}": b"x" for i in range(5)}
+    archive = tmp_path / "bundle.tar.gz"
+    archive.write_bytes(build_tarball(members))
+    total = sum(len(d) for d in members.values())
+    caps = {"max_members": 3} if cap == "members" else {"max_unpacked_bytes": total - 1}
+    dest = tmp_path / "data"
+
+    with pytest.raises(FetchError, match=message):
+        fetch.unpack_bundle(archive, dest, **caps)
+    assert list(dest.iterdir()) == []  # the staging folder is gone, nothing moved in
+    assert fetch.unpack_bundle(archive, tmp_path / "ok")  # within the defaults it unpacks
 
 
 def test_cli_prints_dvc_commands(
@@ -402,7 +469,15 @@ def test_cli_prints_dvc_commands(
     server.behaviour.files[BUNDLE_NAME] = bundle
     dest = tmp_path / "data"
 
-    status = fetch_cli(tmp_path, "--url", server.url(), "--dest", str(dest), "--no-progress")
+    status = fetch_cli(
+        tmp_path,
+        "--url",
+        server.url(),
+        "--dest",
+        str(dest),
+        "--no-progress",
+        "--trust-first-download",
+    )
 
     printed = capsys.readouterr().out
     assert status == 0
@@ -418,7 +493,8 @@ def test_cli_reports_errors_on_one_line(
 ) -> None:
     url = server.url("missing.tar.gz")
 
-    status = fetch_cli(tmp_path, "--url", url, "--dest", str(tmp_path / "data"), "--no-progress")
+    dest = str(tmp_path / "data")
+    status = fetch_cli(tmp_path, "--url", url, "--dest", dest, "--no-progress", "--md5", "0" * 32)
 
     assert status == 1
     assert capsys.readouterr().err == f"error: {url}: HTTP 404 Not Found\n"

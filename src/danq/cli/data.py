@@ -152,9 +152,13 @@ def cmd_fetch(args: argparse.Namespace, params: Params) -> int:
         progress=args.progress,
         timeout=args.timeout,
         retries=args.retries,
+        pins=args.pins,
+        trust_first_download=args.trust_first_download,
     )
     files = ", ".join(path.name for path in bundle.files)
     print(f"Unpacked {files} into {bundle.dest} (archive sha256 {bundle.archive_sha256})")
+    if bundle.pinned_now:
+        print(f"Pinned its sha256 and size in {args.pins}: commit it, later downloads must match")
     if bundle.archive_kept:
         print(
             f"Kept {bundle.archive}: it lies inside {bundle.dest}, so move it out before `dvc add`."
@@ -173,6 +177,18 @@ def _add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
         "--dest", type=Path, default=Path("data"), help="folder for the .mat files (default: data)"
     )
     parser.add_argument("--sha256", help="expected SHA-256 of the archive")
+    parser.add_argument(
+        "--pins",
+        type=Path,
+        default=Path("fetch-pins.json"),
+        help="URL -> sha256 and size of archives downloaded before (default: fetch-pins.json, "
+        "committed); a pinned URL must match, a new one is pinned after it unpacked",
+    )
+    parser.add_argument(
+        "--trust-first-download",
+        action="store_true",
+        help="accept a plain-http download without a checksum once, and pin it",
+    )
     parser.add_argument("--md5", help="expected MD5 of the archive")
     parser.add_argument("--expected-size", type=int, help="expected archive size in bytes")
     parser.add_argument(

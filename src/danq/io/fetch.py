@@ -4,11 +4,24 @@ The bundle is a few GB served over plain HTTP, so the download resumes with HTTP
 after a dropped connection (within a run by retrying, across runs from the kept `.part` file),
 its size and checksums are checked, and nothing reaches `dest` until the archive has been
 unpacked in full and found to hold train.mat, valid.mat and test.mat.
+
+Checksums. Plain HTTP can be altered in transit, and the DeepSEA site publishes no checksum
+that this project could pin. So a pins file (JSON, URL -> {"sha256", "size"}; the CLI's is
+fetch-pins.json, committed) records the archive of the first download that was verified or
+explicitly trusted, and every later download of that URL must match it. A plain http:// URL
+with neither a checksum (given or pinned) nor `trust_first_download` is refused before any
+byte is fetched; over https:// the first download is pinned on trust in TLS.
+
+Unpacking streams the archive once, member by member, and refuses absolute or `..` paths,
+links that point outside, device files, more than `max_members` members and more than
+`max_unpacked_bytes` in all (a tar bomb fails before it fills the disk); the `data` extraction
+filter (Python 3.11.4+, which pyproject.toml requires) refuses whatever that check might miss.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import posixpath
 import re
@@ -28,6 +41,7 @@ from urllib.parse import urlparse
 import requests
 from tqdm import tqdm
 
+from danq.artifacts import write_json
 from danq.errors import FetchError
 
 DEEPSEA_BUNDLE_URL = "http://deepsea.princeton.edu/media/code/deepsea_train_bundle.v0.9.tar.gz"
@@ -37,10 +51,11 @@ CHUNK_SIZE = 1 << 20
 RETRY_BASE_DELAY_S = 1.0
 RETRY_MAX_DELAY_S = 60.0
 
+# The bundle holds 3 files, about 20 GB unpacked (train.mat is 17.6 GB of HDF5).
+MAX_MEMBERS = 100
+MAX_UNPACKED_BYTES = 64 << 30
+
 _HEX_DIGEST_LENGTHS = {"md5": 32, "sha256": 64}
-# The "data" filter (Python 3.11.4+) also drops setuid bits and refuses whatever our own member
-# check might miss; on older 3.11 releases that check is the only guard.
-_EXTRACT_FILTER: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 _TRANSIENT_REQUEST_ERRORS = (
     requests.ConnectionError,
     requests.Timeout,
@@ -107,6 +122,7 @@ class FetchedBundle:
     archive: Path
     archive_sha256: str
     archive_kept: bool
+    pinned_now: bool  # this download's sha256 and size were written to the pins file
 
 
 def fetch_deepsea(
@@ -120,11 +136,16 @@ def fetch_deepsea(
     progress: bool = True,
     timeout: float = 60,
     retries: int = 5,
+    pins: Path | None = None,
+    trust_first_download: bool = False,
+    max_members: int = MAX_MEMBERS,
+    max_unpacked_bytes: int = MAX_UNPACKED_BYTES,
 ) -> FetchedBundle:
     """Download the bundle at `url`, verify it, and place train/valid/test.mat in `dest`.
 
     `retries` bounds the attempts in a row that make no progress; `timeout` applies to the
-    connection and to each read. Raises FetchError on any failure.
+    connection and to each read. `pins`: the pins file (see the module doc). Raises
+    FetchError on any failure.
     """
     dest = Path(dest)
     expected_digests = {
@@ -132,6 +153,22 @@ def fetch_deepsea(
         for name, value in (("sha256", sha256), ("md5", md5))
         if value is not None
     }
+    pinned = read_pins(pins).get(url) if pins is not None else None
+    if pinned is not None:
+        if expected_digests.get("sha256", pinned["sha256"]) != pinned["sha256"]:
+            raise FetchError(
+                f"{url}: --sha256 {expected_digests['sha256']} differs from the sha256 pinned in "
+                f"{pins} ({pinned['sha256']}); remove the pin only if the archive was replaced "
+                "on purpose"
+            )
+        expected_digests["sha256"] = pinned["sha256"]
+        expected_size = pinned["size"] if expected_size is None else expected_size
+    if not expected_digests and urlparse(url).scheme == "http" and not trust_first_download:
+        raise FetchError(
+            f"{url}: plain HTTP without a checksum: give the archive's --sha256 (or --md5), "
+            "an https:// URL, or --trust-first-download to accept this download and pin its "
+            f"sha256{f' in {pins}' if pins is not None else ''} for every later one"
+        )
     download_dir = dest / DOWNLOAD_DIR
     archive = download_dir / _archive_name(url)
     download_dir.mkdir(parents=True, exist_ok=True)
@@ -149,8 +186,9 @@ def fetch_deepsea(
                 _download(session, url, download, expected_size, timeout, retries, progress)
             _verify(download, url, expected_size, expected_digests)
             download.path.replace(archive)
+        archive_size = archive.stat().st_size  # for the pin; the archive may be deleted below
         try:
-            files = unpack_bundle(archive, dest)
+            files = unpack_bundle(archive, dest, max_members, max_unpacked_bytes)
         finally:
             if not keep_archive:
                 archive.unlink(missing_ok=True)
@@ -159,23 +197,53 @@ def fetch_deepsea(
         if download_dir.is_dir() and not any(download_dir.iterdir()):
             download_dir.rmdir()
 
+    archive_sha256 = download.hexdigests()["sha256"]
+    pin_now = pins is not None and pinned is None
+    if pin_now:
+        assert pins is not None
+        write_pin(pins, url, archive_sha256, archive_size)
     return FetchedBundle(
         dest=dest,
         files=tuple(files),
         archive=archive,
-        archive_sha256=download.hexdigests()["sha256"],
+        archive_sha256=archive_sha256,
         archive_kept=keep_archive,
+        pinned_now=pin_now,
     )
 
 
-def unpack_bundle(archive: Path, dest: Path) -> list[Path]:
+def read_pins(pins: Path) -> dict[str, dict[str, Any]]:
+    """The pins file's URL -> {"sha256", "size"}; empty when the file does not exist."""
+    if not pins.exists():
+        return {}
+    try:
+        document = json.loads(pins.read_text(encoding="utf-8"))
+        return {
+            url: {"sha256": _normalize_digest("sha256", pin["sha256"]), "size": int(pin["size"])}
+            for url, pin in document.items()
+        }
+    except (ValueError, TypeError, KeyError, AttributeError, FetchError) as exc:
+        raise FetchError(f"{pins}: not a pins file (URL -> sha256 and size): {exc}") from exc
+
+
+def write_pin(pins: Path, url: str, sha256: str, size: int) -> None:
+    document = {**read_pins(pins), url: {"sha256": sha256, "size": size}}
+    write_json(pins, dict(sorted(document.items())), allow_nan=False)
+
+
+def unpack_bundle(
+    archive: Path,
+    dest: Path,
+    max_members: int = MAX_MEMBERS,
+    max_unpacked_bytes: int = MAX_UNPACKED_BYTES,
+) -> list[Path]:
     """Unpack `archive` into a temporary folder inside `dest`, then move the three .mat files
     into `dest`; return their paths. Nothing is moved unless all three are present."""
     dest.mkdir(parents=True, exist_ok=True)
     # Inside dest, so the final moves are renames on one filesystem (atomic, no copy).
     staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest))
     try:
-        _extract_safely(archive, staging)
+        _extract_safely(archive, staging, max_members, max_unpacked_bytes)
         root = _bundle_root(staging)
         missing = [name for name in BUNDLE_FILES if not _is_regular_file(root / name)]
         if missing:
@@ -351,14 +419,26 @@ def _verify(
         raise FetchError(f"{source}: {'; '.join(problems)}")
 
 
-def _extract_safely(archive: Path, target: Path) -> None:
-    """Extract `archive` into `target` in one streaming pass, refusing unsafe members."""
+def _extract_safely(
+    archive: Path, target: Path, max_members: int, max_unpacked_bytes: int
+) -> None:
+    """Extract `archive` into `target` in one streaming pass, refusing unsafe members and
+    archives over the caps (checked from each header, before the member is written)."""
+    unpacked = 0
     try:
         # Stream mode: the archive is decompressed once, member by member.
         with tarfile.open(archive, mode="r|gz") as tar:
-            for member in tar:
+            for count, member in enumerate(tar, start=1):
+                if count > max_members:
+                    raise FetchError(f"{archive}: more than {max_members:,} members")
+                unpacked += member.size
+                if unpacked > max_unpacked_bytes:
+                    raise FetchError(
+                        f"{archive}: more than {max_unpacked_bytes:,} bytes unpacked (at member "
+                        f"{member.name!r})"
+                    )
                 _check_member(member, archive)
-                tar.extract(member, target, **_EXTRACT_FILTER)
+                tar.extract(member, target, filter="data")
     except (tarfile.ReadError, tarfile.CompressionError, EOFError, zlib.error) as exc:
         raise FetchError(f"{archive}: not a gzip-compressed tar archive ({exc})") from exc
     except tarfile.TarError as exc:  # the data filter refused a member
