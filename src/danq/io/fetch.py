@@ -419,9 +419,7 @@ def _verify(
         raise FetchError(f"{source}: {'; '.join(problems)}")
 
 
-def _extract_safely(
-    archive: Path, target: Path, max_members: int, max_unpacked_bytes: int
-) -> None:
+def _extract_safely(archive: Path, target: Path, max_members: int, max_unpacked_bytes: int) -> None:
     """Extract `archive` into `target` in one streaming pass, refusing unsafe members and
     archives over the caps (checked from each header, before the member is written)."""
     unpacked = 0
