@@ -59,6 +59,20 @@ SYNTH_GENOME_GENERATOR = "danq data synth-genome"
 ISM_ARRAY_SUFFIX = ".npz"
 ISM_PLOT_SUFFIX = ".png"
 ISM_SUMMARY_FILE = "summary.tsv"
+# `danq explain attributions` output folder: per sequence and target
+# <name>.<target index>.<target>.png, and the arrays of the run (written last).
+ATTRIBUTIONS_ARRAY_FILE = "attributions.npz"
+# `danq explain filters` output folder (<work_dir>/explain/<variant> in the pipeline): the filters
+# as MEME motifs, their best JASPAR matches, the report (HTML self-contained; Markdown with the
+# logos/ PNGs), and a summary JSON written last; logged to the training run under "explain".
+EXPLAIN_DIR = "explain"  # under work_dir, one folder per variant
+EXPLAIN_MEME_FILE = "filters.meme"
+EXPLAIN_MATCHES_FILE = "matches.tsv"
+EXPLAIN_REPORT_HTML_FILE = "report.html"
+EXPLAIN_REPORT_MD_FILE = "report.md"
+EXPLAIN_LOGOS_DIR = "logos"
+EXPLAIN_SUMMARY_FILE = "summary.json"
+EXPLAIN_ARTIFACT_PATH = "explain"
 # The PWM-scan oracle of the synthetic data (`danq data oracle`): <work_dir>/oracle holds
 # METRICS_FILE and PER_TARGET_FILE, scored on the test split like an evaluation.
 ORACLE_DIR = "oracle"

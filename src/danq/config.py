@@ -36,6 +36,10 @@ SPLITS: tuple[Split, ...] = ("train", "valid", "test")
 # How `danq predict` cuts a FASTA record into model-length windows.
 WindowPolicy = Literal["center", "tile"]
 WINDOW_POLICIES: tuple[WindowPolicy, ...] = ("center", "tile")
+AttributionMethod = Literal["integrated_gradients", "gradient_x_input"]
+ATTRIBUTION_METHODS: tuple[AttributionMethod, ...] = ("integrated_gradients", "gradient_x_input")
+AttributionBaseline = Literal["shuffled", "gc_matched", "zeros"]
+ATTRIBUTION_BASELINES: tuple[AttributionBaseline, ...] = ("shuffled", "gc_matched", "zeros")
 
 
 class _Strict(BaseModel):
@@ -340,6 +344,36 @@ class VariantEffectConfig(_Strict):
     )
 
 
+class ExplainFiltersConfig(_Strict):
+    """`danq explain filters`: first-layer filters as motifs, matched to JASPAR."""
+
+    threshold: float = Field(
+        0.5, gt=0.0, lt=1.0, description="share of a filter's max activation a site must exceed"
+    )
+    max_sequences: int = Field(2000, ge=1, description="sequences scanned (the first ones)")
+    batch_size: int = Field(200, ge=1, description="sequences per convolution call")
+    split: Literal["train", "valid", "test"] = "test"
+    jaspar_release: str = "JASPAR2024"
+    min_sites: int = Field(10, ge=1, description="filters with fewer sites are not compared")
+    max_q: float = Field(0.05, gt=0.0, le=1.0, description="q-value below which a filter matches")
+    top_filters: int = Field(20, ge=1, description="filters shown with logos in the report")
+
+
+class AttributionsConfig(_Strict):
+    """`danq explain attributions`: gradient x input or integrated gradients of the scores."""
+
+    method: AttributionMethod = "integrated_gradients"
+    baseline: AttributionBaseline = Field(
+        "shuffled", description="integrated gradients' starting window"
+    )
+    steps: int = Field(64, ge=1, description="Gauss-Legendre nodes of the integral")
+    samples: int = Field(
+        8, ge=1, description="random baselines averaged over (shuffled, gc_matched)"
+    )
+    batch_size: int = Field(64, ge=1, description="windows per gradient call (x2 strands)")
+    seed: int = Field(0, ge=0, description="seeds the shuffled and GC-matched baselines")
+
+
 class PromoteConfig(_Strict):
     min_macro_auroc: float = Field(0.6, ge=0.0, le=1.0)
     min_macro_aupr: float = Field(0.05, ge=0.0, le=1.0)
@@ -482,6 +516,8 @@ class Params(_Strict):
     study: StudyConfig = StudyConfig()
     genome: GenomeConfig = GenomeConfig()
     variant_effect: VariantEffectConfig = VariantEffectConfig()
+    explain_filters: ExplainFiltersConfig = ExplainFiltersConfig()
+    attributions: AttributionsConfig = AttributionsConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -72,6 +72,7 @@ def cmd_report(args: argparse.Namespace, params: Params) -> int:
         plots_dir=args.plots_dir or storage.join(params.paths.metrics_dir, "plots"),
         oracle_dir=args.oracle or storage.join(work, artifacts.ORACLE_DIR),
         data_dir=params.data_dir,
+        explain_dir=storage.join(work, artifacts.EXPLAIN_DIR),
     )
     print("\n".join(comparison_table(comparison)))
     print("\n".join(verdict_lines(comparison, params.promote.confidence)))

@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     from danq.cli import (
         data,
         evaluate,
+        explain,
         ism,
         pipeline,
         predict,
@@ -62,7 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="show TensorFlow's and other libraries' log messages",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    groups = (data, validate, train, evaluate, predict, variants, ism, promote, study, pipeline)
+    groups = (
+        data,
+        validate,
+        train,
+        evaluate,
+        predict,
+        variants,
+        ism,
+        explain,
+        promote,
+        study,
+        pipeline,
+    )
     for group in groups:
         group.register(commands)
     return parser

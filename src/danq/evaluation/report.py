@@ -13,6 +13,9 @@ split (reported): an interval between the two trained models, not the two method
 several seeds per variant, the seed-paired comparison follows (the one about the methods).
 When the PWM-scan oracle of the synthetic data has been scored (<work_dir>/oracle/), its test
 scores are the ceiling row and each model's test macro AUROC is given as a share of it.
+When `danq explain filters --variant` has run (<work_dir>/explain/<variant>/summary.json), the
+report shows per variant how many filters match a JASPAR motif and which of the data's planted
+motifs (metadata.json "motifs", synthetic data) some filter matches at q < explain_filters.max_q.
 """
 
 from __future__ import annotations
@@ -108,12 +111,14 @@ def build_report(
     plots_dir: str | None = None,
     oracle_dir: str | None = None,
     data_dir: str | None = None,
+    explain_dir: str | None = None,
 ) -> dict[str, Any]:
     """Write the comparison of the variants to out_dir (Markdown, HTML, JSON and figures) and
     the tables that `dvc plots` draws to plots_dir (default: out_dir); returns the comparison.
     oracle_dir: where `danq data oracle` wrote the oracle's metrics.json (absent: no ceiling
     row). data_dir: the data, to resolve promote.bootstrap_block_rows "auto" (None: DeepSEA's
-    blocks)."""
+    blocks). explain_dir: where `danq explain filters --variant` wrote each variant's folder
+    (absent: no filter section)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -133,6 +138,7 @@ def build_report(
     comparison: dict[str, Any] = {
         "variants": {v: _variant_summary(metrics[v], histories[v], oracle) for v in variants},
         "oracle": oracle,
+        "filters": read_filter_matches(explain_dir, variants, data_dir),
         "delta": None,
         "seed_delta": None,
     }
@@ -170,6 +176,61 @@ def read_oracle(oracle_dir: str | None) -> dict[str, Any] | None:
         return None
     except (OSError, KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path}: not an oracle's metrics ({err})") from err
+
+
+def _base_id(matrix_id: str) -> str:
+    """MA0139.2 -> MA0139: the matrix in any JASPAR version."""
+    return matrix_id.split(".")[0]
+
+
+def read_filter_matches(
+    explain_dir: str | None, variants: list[str], data_dir: str | None
+) -> dict[str, Any] | None:
+    """Per variant with a filter report: filters, compared, matching a JASPAR motif, and the
+    planted motifs (the data's metadata.json "motifs") some filter matches, any version of the
+    matrix; None without any report."""
+    if not explain_dir:
+        return None
+    planted: list[dict[str, Any]] = []
+    if data_dir and Path(data_dir, artifacts.DATA_METADATA_FILE).is_file():
+        planted = artifacts.read_json(Path(data_dir, artifacts.DATA_METADATA_FILE)).get(
+            "motifs", []
+        )
+    found = {}
+    for variant in variants:
+        path = Path(explain_dir, variant, artifacts.EXPLAIN_SUMMARY_FILE)
+        if not path.is_file():
+            continue
+        summary = artifacts.read_json(path)
+        matched = {_base_id(i) for i in summary["matched_ids"]}
+        found[variant] = {
+            "n_filters": summary["n_filters"],
+            "n_compared": summary["n_compared"],
+            "n_matched": summary["n_matched"],
+            "max_q": summary["max_q"],
+            "planted_recovered": [m["id"] for m in planted if _base_id(m["id"]) in matched],
+        }
+    return {"planted": planted, "variants": found} if found else None
+
+
+def filter_lines(filters: dict[str, Any]) -> list[str]:
+    """The filter section of the report: JASPAR matches and planted motifs recovered."""
+    planted = {m["id"]: m["name"] for m in filters["planted"]}
+    lines = [
+        "First-layer filters matched to JASPAR (`danq explain filters`, TOMTOM):",
+        "",
+        "| variant | filters | compared | match a JASPAR motif | planted motifs recovered |",
+        "|---|---|---|---|---|",
+    ]
+    for variant, row in filters["variants"].items():
+        recovered = ", ".join(f"{i} ({planted[i]})" for i in row["planted_recovered"])
+        share = f"{len(row['planted_recovered'])} of {len(planted)}" if planted else "n/a"
+        lines.append(
+            f"| {_label(variant)} | {row['n_filters']} | {row['n_compared']} | "
+            f"{row['n_matched']} (q < {row['max_q']}) | {share}{': ' if recovered else ''}"
+            f"{recovered} |"
+        )
+    return lines
 
 
 def _seed_delta(params: Params, metrics: dict[str, Any]) -> dict[str, Any] | None:
@@ -492,6 +553,8 @@ def render_markdown(comparison: dict[str, Any], params: Params) -> str:
         lines += ["", f"What the interval means: {comparison['interval']}."]
         for line in verdict_lines(comparison, params.promote.confidence):
             lines += ["", line]
+    if comparison.get("filters"):
+        lines += ["", *filter_lines(comparison["filters"])]
     lines += [
         "",
         f"![training curves]({TRAINING_CURVES_PNG})",
