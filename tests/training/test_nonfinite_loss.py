@@ -101,7 +101,7 @@ def test_nan_loss_at_epoch_2_keeps_epoch_1_logs_no_model_and_training_resumes_fr
     params, out, checkpoints = tiny_params(store), tmp_path / "out", tmp_path / "checkpoints"
     err = diverged(params, tiny_shards, out, PoisonOutputBias(epoch=2), checkpoints)
     message = str(err)
-    assert message.startswith("epoch 2, batch 1: the training loss is nan;")
+    assert message.startswith("epoch 2, end of epoch: the training loss is nan;")
     assert f"checkpoint in {checkpoints} holds epoch 1" in message
     assert err.exit_code == 3
 

@@ -18,8 +18,8 @@ from danq.training.checkpoint import TrainingCheckpoint
 
 
 class NonFiniteLossGuard(keras.callbacks.Callback):
-    """Raises TrainingDiverged when the training loss (checked after every batch) or the
-    validation loss (at the end of the epoch) is NaN or infinite.
+    """Raises TrainingDiverged when the epoch's training or validation loss is NaN or
+    infinite.
 
     It must come first among fit's callbacks: raised there, the failing epoch reaches neither
     early stopping (best weights), EpochEnd (history, checkpoint, MLflow metrics) nor the
@@ -31,33 +31,20 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
         super().__init__()
         self.state = state  # the checkpoint's state, which EpochEnd advances per epoch
         self.checkpoint = checkpoint
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        self.epoch = epoch + 1
-
-    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
-        # Keras reports the epoch's running mean: it stays non-finite once one batch was.
-        self.check(logs, "loss", f"batch {batch + 1}")
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        self.check(logs, "loss", "end of epoch")
-        self.check(logs, "val_loss", "end of epoch")
-
-    def check(self, logs: Mapping[str, Any] | None, name: str, where: str) -> None:
-        if logs is None or name not in logs:
-            return
-        value = float(logs[name])
-        if math.isfinite(value):
-            return
-        kept = self.state["epoch"]
-        raise TrainingDiverged(
-            f"epoch {self.epoch}, {where}: the {'validation' if name == 'val_loss' else 'training'}"
-            f" loss is {value}; nothing of epoch {self.epoch} was kept and no model was saved. "
-            f"The checkpoint in {self.checkpoint.directory} holds epoch {kept}: training again "
-            "with the same settings resumes from it; after changing settings (e.g. a lower "
-            "train.learning_rate) restart training"
-        )
+        # The epoch's loss is the mean over its batches, non-finite if any batch's was, so one
+        # check per epoch suffices; a per-batch check would read the loss back every step.
+        for name, which in (("loss", "training"), ("val_loss", "validation")):
+            value = float((logs or {}).get(name, 0.0))
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"epoch {epoch + 1}, end of epoch: the {which} loss is {value}; nothing of "
+                    f"epoch {epoch + 1} was kept and no model was saved. The checkpoint in "
+                    f"{self.checkpoint.directory} holds epoch {self.state['epoch']}: training "
+                    "again with the same settings resumes from it; after changing settings "
+                    "(e.g. a lower train.learning_rate) restart training"
+                )
 
 
 class ResumableEarlyStopping(keras.callbacks.Callback):
