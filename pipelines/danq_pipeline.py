@@ -4,6 +4,7 @@
     -> prepare (refuses data other than the fingerprinted) -> fit, valid and test shards
     -> per variant: train (GPU node, retried, resumable; train.seeds in sequence)
     -> evaluate (GPU node; validation decides, test is reported)
+    -> explain (filters as motifs matched to JASPAR: an HTML report in the UI and the MLflow run)
     -> compare (report + blessing decision on validation; re-scores the champion there on a
        GPU node)
     -> If(blessed): promote (register, move `champion`; never cached)
@@ -43,6 +44,7 @@ from kfp.dsl.graph_component import GraphComponent
 from components import DEFAULT_CPU_IMAGE, DEFAULT_GPU_IMAGE
 from components.compare import compare
 from components.evaluate import evaluate
+from components.explain import explain
 from components.prepare import prepare
 from components.promote import promote
 from components.scheduling import gpu_node_selector
@@ -84,6 +86,7 @@ STAGING_SIZES = {
     "prepare": "40Gi",
     "train": "16Gi",
     "evaluate": "12Gi",
+    "explain": "4Gi",
     "compare": "8Gi",
     "promote": "8Gi",
 }
@@ -249,6 +252,21 @@ def build_pipeline(
             )
             _on_gpu_node(scored[variant], 1, selector.output)
             scored[variant].set_retry(**STEP_RETRY).set_display_name(f"evaluate {variant}")
+            # Scans explain_filters.max_sequences sequences (the first ones): a CPU job.
+            explained = step(
+                explain(
+                    model=trained[variant].outputs["model"],
+                    evaluation=scored[variant].outputs["evaluation"],
+                    valid_shards=shards.outputs["valid_shards"],
+                    test_shards=shards.outputs["test_shards"],
+                    mlflow_tracking_uri=tracking_uri,
+                    overrides=overrides,
+                ),
+                "explain",
+                mlflow=True,
+            )
+            _resources(explained, **CPU_STEP_RESOURCES)
+            explained.set_retry(**STEP_RETRY).set_display_name(f"explain {variant}")
 
         thresholds = dict(
             mlflow_tracking_uri=tracking_uri,

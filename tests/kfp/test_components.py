@@ -21,6 +21,7 @@ from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Me
 
 from components.compare import compare
 from components.evaluate import evaluate
+from components.explain import explain
 from components.prepare import prepare
 from components.promote import promote
 from components.scheduling import gpu_node_selector
@@ -28,7 +29,7 @@ from components.train import train
 from components.validate import validate
 from danq.errors import ConfigError, DataError, DataGateFailed, PipelineError
 from danq.evaluation.metrics import bootstrap_rows
-from danq.kfp.tasks import roc_curve, task_params
+from danq.kfp.tasks import roc_curve, shards_for_explain, task_params
 
 REGISTERED = "danq-components-test"
 TEST_ROWS = 40  # the tiny test set's sequences, fewer than promote.bootstrap_max_rows
@@ -318,6 +319,58 @@ def test_roc_curve_thresholds_match_the_points(tmp_path: Path) -> None:
     assert curve.thresholds[1:] == pytest.approx([0.9, 0.8, 0.1])
     assert curve.thresholds[0] > float(y_score.max())
     assert len(roc_curve(str(tmp_path), max_points=2).fpr) == 2
+
+
+def run_explain(chain: dict, variant: str, overrides: list[str]) -> dict[str, Any]:
+    folder = chain["root"] / variant / "explain"
+    outs = {
+        "explanation": artifact(Dataset, folder / "explanation"),
+        "report": artifact(HTML, folder / "report.html"),
+        "metrics": artifact(Metrics, folder / "metrics"),
+    }
+    explain.python_func(
+        model=chain[variant]["model"],
+        evaluation=chain[variant]["evaluation"],
+        valid_shards=chain["valid_shards"],
+        test_shards=chain["test_shards"],
+        mlflow_tracking_uri=chain["uri"],
+        overrides=overrides,
+        **outs,
+    )
+    return outs
+
+
+@pytest.mark.slow
+def test_explain_shows_the_filter_report_in_the_ui_and_logs_it_to_the_training_run(
+    chain: dict,
+) -> None:
+    outs = run_explain(chain, "baseline", [*chain["overrides"], "explain_filters.min_sites=1"])
+    folder = Path(outs["explanation"].path)
+    page = Path(outs["report"].path).read_text()
+    assert page == (folder / "report.html").read_text()  # self-contained: tests/interpretation
+    assert 'src="data:image/png;base64,' in page
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["n_sequences"] == TEST_ROWS * 2  # the test shards, both strands
+    assert outs["metrics"].metadata == {
+        "filters_compared": summary["n_compared"],
+        "filters_matching_jaspar": summary["n_matched"],
+    }
+    run_id = chain["baseline"]["model"].metadata["mlflow_run_id"]
+    assert outs["explanation"].metadata == {"variant": "baseline", "mlflow_run_id": run_id}
+    logged = {
+        Path(f.path).name
+        for f in mlflow.MlflowClient(chain["uri"]).list_artifacts(run_id, "explain")
+    }
+    assert {"report.html", "report.md", "filters.meme", "matches.tsv", "summary.json"} <= logged
+
+
+def test_explain_scans_the_split_asked_for_and_never_the_training_split() -> None:
+    assert shards_for_explain(task_params({}), "/v", "/t") == "/t/test"  # the default
+    valid = task_params({}, ["explain_filters.split=valid"])
+    assert shards_for_explain(valid, "/v", "/t") == "/v/valid"
+    train = task_params({}, ["explain_filters.split=train"])
+    with pytest.raises(ConfigError, match="explain_filters.split: 'train'"):
+        shards_for_explain(train, "/v", "/t")
 
 
 def compare_inputs(chain: dict) -> dict[str, Any]:

@@ -209,7 +209,8 @@ def test_the_tracking_uri_is_the_mlflow_service_compiled_into_every_mlflow_step(
     assert compiled_tracking_uris(spec) == {
         task: in_cluster
         for task in (
-            "train", "train-2", "evaluate", "evaluate-2", "compare", "comp-condition-1/promote",
+            "train", "train-2", "evaluate", "evaluate-2", "explain", "explain-2", "compare",
+            "comp-condition-1/promote",
         )
     }  # fmt: skip
 
@@ -225,13 +226,14 @@ def test_steps_after_train_never_receive_the_training_split(compiled: tuple[dict
         }
         for name, task in dag_tasks(spec).items()
     }
-    for step in ("evaluate", "evaluate-2", "compare", "promote"):
+    for step in ("evaluate", "evaluate-2", "explain", "explain-2", "compare", "promote"):
         assert "fit_shards" not in received[step], step
         assert not {"importer", "data"} & received[step], step
     assert received["train"] == {"fit_shards"}
     # Validation decides (compare and promote re-score the champion there); test only reports.
     assert received["evaluate"] == {"model", "valid_shards", "test_shards"}
     assert received["compare"] == {"training", "evaluation", "valid_shards"}
+    assert received["explain"] == {"model", "evaluation", "valid_shards", "test_shards"}
     # promote sits in the If group: its inputs are that group's channels.
     promote_inputs = {name.rsplit("-", 1)[-1] for name in received["promote"]}
     assert promote_inputs == {"candidates", "champion_scores", "valid_shards"}
@@ -247,7 +249,7 @@ def test_a_non_root_compile_sets_every_steps_user_and_declares_the_backend_honou
     containers = {
         label for label, e in spec["deploymentSpec"]["executors"].items() if "container" in e
     }
-    assert len(containers) == 9  # every step, the node-selector step too; importers have none
+    assert len(containers) == 11  # every step, the node-selector step too; importers have none
     for label in containers:
         assert k8s[label]["securityContext"] == {
             "runAsUser": str(IMAGE_UID),  # int64 in protobuf's JSON
@@ -357,6 +359,10 @@ def test_whole_pipeline_runs_locally_and_crowns_a_champion(
     runs = client.search_runs([client.get_experiment_by_name("danq").experiment_id])
     assert sorted(r.data.tags["danq.variant"] for r in runs) == EXPECTED_VARIANTS
     assert all("test_macro_auroc" in r.data.metrics for r in runs)
+    # Each variant's filter report, logged to its training run by the explain step.
+    for run in runs:
+        logged = {Path(f.path).name for f in client.list_artifacts(run.info.run_id, "explain")}
+        assert {"report.html", "summary.json", "filters.meme"} <= logged
     # Lineage: the KFP run, the code's image and the data, on runs and versions alike. The
     # versions name the run that registered them, which also resumed the baseline; a training
     # that had finished in the killed run keeps that run's id.
@@ -379,9 +385,9 @@ def test_whole_pipeline_runs_locally_and_crowns_a_champion(
     assert set(received["validate"].values()) == set(received["prepare"].values()) == {data_bytes}
     assert set(received) == {
         "validate", "prepare", "gpu-node-selector", "train", "train-2", "evaluate",
-        "evaluate-2", "compare", "promote",
+        "evaluate-2", "explain", "explain-2", "compare", "promote",
     }  # fmt: skip
-    for step in ("train", "train-2", "evaluate", "evaluate-2", "promote"):
+    for step in ("train", "train-2", "evaluate", "evaluate-2", "explain", "promote"):
         assert sum(received[step].values()) < data_bytes, step
     # compare gets no data, only results: two training curves (PNG) and the predictions of two
     # splits, which on the tiny data weigh about as much as the data (on DeepSEA: megabytes

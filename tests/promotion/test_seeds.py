@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from danq import tracking
 from danq.cli.main import main
 
 TINY_MODEL = dict(
@@ -75,6 +76,19 @@ def test_two_seeds_per_variant_from_train_to_promote(
         assert metrics["mlflow_run_id"] == best["mlflow_run_id"]
         assert metrics["overall"]["auroc"] == best["test"]["auroc"]  # the selected seed's test
         assert (tmp_path / "build" / "eval" / variant / "seeds" / "seed-1" / "valid").is_dir()
+
+    # The filter report stands for the variant's selected seed: logged to that seed's run.
+    (tmp_path / "build" / "shards").symlink_to(tiny_shards)
+    explain = [*danq, "-S", "explain_filters.min_sites=1", "explain", "filters"]
+    assert main([*explain, "--variant", "baseline"]) == 0
+    selected = json.loads((tmp_path / "build" / "eval" / "baseline" / "metrics.json").read_text())
+    client = tracking.client(f"sqlite:///{tmp_path}/mlflow.db")
+    for seed in selected["seeds"]:
+        logged = {
+            Path(f.path).name for f in client.list_artifacts(seed["mlflow_run_id"], "explain")
+        }
+        chosen = seed["seed"] == selected["selected_seed"]["seed"]
+        assert ("report.html" in logged) == chosen, seed
 
     assert main([*danq, "report"]) == 0
     assert (tmp_path / "metrics" / "plots" / "aupr_scatter.csv").exists()

@@ -19,7 +19,9 @@ from danq.errors import PredictError
 def cmd_explain_filters(args: argparse.Namespace, params: Params) -> int:
     from danq import artifacts, tracking
     from danq.cli.predict import describe, load_scoring_model
-    from danq.interpretation import filters, html, motifs
+    from danq.evaluation.seeds import selected_model_dir
+    from danq.interpretation import filters
+    from danq.interpretation.explain import explain_filters
     from danq.io import storage
 
     settings = params.explain_filters
@@ -29,10 +31,13 @@ def cmd_explain_filters(args: argparse.Namespace, params: Params) -> int:
             raise PredictError(
                 "--variant picks the model and the data: drop --model/--shards/--input"
             )
-        run = artifacts.read_json(
-            storage.join(params.work_dir, "models", args.variant, artifacts.RUN_FILE)
+        model_dir = selected_model_dir(
+            storage.join(params.work_dir, "models", args.variant),
+            storage.join(params.work_dir, "eval", args.variant),
+            params,
         )
-        args.model = storage.join(params.work_dir, "models", args.variant, artifacts.MODEL_FILE)
+        run = artifacts.read_json(storage.join(model_dir, artifacts.RUN_FILE))
+        args.model = storage.join(model_dir, artifacts.MODEL_FILE)
         args.shards = storage.join(params.work_dir, "shards", settings.split)
         out_dir = args.out or storage.join(params.work_dir, artifacts.EXPLAIN_DIR, args.variant)
     else:
@@ -48,30 +53,18 @@ def cmd_explain_filters(args: argparse.Namespace, params: Params) -> int:
     else:
         sequences = filters.fasta_batches(args.input, loaded.model, settings.batch_size)
         source = f"records of {args.input}"
-    scan_started = time.monotonic()
-    scanned = filters.scan_filters(
-        loaded.model, sequences, settings.threshold, settings.max_sequences
-    )
-    scan_s = time.monotonic() - scan_started
-    tomtom_started = time.monotonic()
-    matches = motifs.match_jaspar(
-        scanned.pfms(),
-        settings.jaspar_release,
-        compared=[int(n) >= settings.min_sites for n in scanned.n_sites],
-        max_q=settings.max_q,
-    )
-    tomtom_s = time.monotonic() - tomtom_started
-    summary = html.write_filter_report(
-        out_dir, scanned, matches, settings, title=f"Filters of {describe(loaded)}"
+    explained = explain_filters(
+        loaded.model, sequences, settings, out_dir, title=f"Filters of {describe(loaded)}"
     )
     if run is not None:
         client = tracking.client(tracking.resolve_uri(params.mlflow))
         client.log_artifacts(run["run_id"], out_dir, artifact_path=artifacts.EXPLAIN_ARTIFACT_PATH)
     print(
-        f"wrote {scanned.n_filters} filter motifs ({scanned.n_sequences} sequences of {source}, "
-        f"threshold {settings.threshold} x max activation; scan {scan_s:.1f} s, TOMTOM vs "
-        f"{settings.jaspar_release} {tomtom_s:.1f} s): {summary.n_matched} filters match a "
-        f"JASPAR motif at q < {settings.max_q}; report in {out_dir}/ "
+        f"wrote {explained.n_filters} filter motifs ({explained.n_sequences} sequences of "
+        f"{source}, threshold {settings.threshold} x max activation; scan "
+        f"{explained.scan_s:.1f} s, TOMTOM vs {settings.jaspar_release} "
+        f"{explained.tomtom_s:.1f} s): {explained.summary.n_matched} filters match a JASPAR "
+        f"motif at q < {settings.max_q}; report in {out_dir}/ "
         f"({time.monotonic() - started:.1f} s)"
     )
     return 0
@@ -148,8 +141,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--variant",
         choices=VARIANTS,
-        help="the pipeline's trained variant: its model, the explain_filters.split shards, "
-        "output <work_dir>/explain/<variant>/, and the report logged to its MLflow run",
+        help="the pipeline's trained variant: its model (with train.seeds > 1, the seed its "
+        "evaluation selected), the explain_filters.split shards, output "
+        "<work_dir>/explain/<variant>/, and the report logged to its MLflow run",
     )
     add_model_options(parser)
     parser.add_argument("--shards", help="a split's shard folder (e.g. build/shards/test)")

@@ -84,3 +84,24 @@ def selected_folder(metrics: dict[str, Any]) -> str:
     """The model folder (relative to the variant's) of the seed an evaluation selected."""
     selected = metrics.get("selected_seed")
     return str(selected["folder"]) if selected else ""
+
+
+def selected_model_dir(model_dir: str, eval_dir: str, params: Params) -> str:
+    """The model folder that stands for the variant: its only run, or with train.seeds > 1
+    the seed its evaluation selected on validation (eval_dir's metrics.json)."""
+    runs = trained_runs(model_dir, params)
+    if len(runs) == 1 and not runs[0].folder:
+        return model_dir
+    metrics_path = Path(eval_dir, artifacts.METRICS_FILE)
+    if not metrics_path.exists():
+        raise EvaluationError(
+            f"{model_dir}: {len(runs)} seeds trained; evaluation picks the one that stands for "
+            f"the variant (on validation), and {metrics_path} is missing: evaluate first"
+        )
+    folder = selected_folder(artifacts.read_json(metrics_path))
+    if folder not in {run.folder for run in runs}:
+        raise EvaluationError(
+            f"{metrics_path}: selected seed folder {folder!r} is not one of {model_dir}'s seeds "
+            "(an evaluation of another training): evaluate again"
+        )
+    return str(Path(model_dir, folder))

@@ -30,6 +30,7 @@ import numpy as np
 
 from danq.artifacts import (
     CURVES_FILE,
+    EXPLAIN_ARTIFACT_PATH,
     HISTORY_FILE,
     METRICS_FILE,
     MODEL_FILE,
@@ -319,6 +320,62 @@ def roc_curve(eval_dir: str, max_points: int = ROC_MAX_POINTS) -> RocCurve:
         fpr=points["fpr"][keep].tolist(),
         tpr=points["tpr"][keep].tolist(),
         thresholds=points["thresholds"][keep].tolist(),
+    )
+
+
+# --- explain -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Explained:
+    variant: str
+    run_id: str
+    n_compared: int  # filters with enough sites to be compared with JASPAR
+    n_matched: int  # ... whose best JASPAR match has q < explain_filters.max_q
+
+
+def shards_for_explain(params: Params, valid_artifact: str, test_artifact: str) -> str:
+    """The shard folder of explain_filters.split within the valid or test shard artifact."""
+    split = params.explain_filters.split
+    if split == VALID_SPLIT:
+        return f"{valid_artifact}/{VALID_SPLIT}"
+    if split == TEST_SPLIT:
+        return f"{test_artifact}/{TEST_SPLIT}"
+    raise ConfigError(
+        f"explain_filters.split: {split!r}; a pipeline step after training has the "
+        f"{VALID_SPLIT} and {TEST_SPLIT} shards only"
+    )
+
+
+def explain_model(
+    params: Params, model_dir: str, eval_dir: str, shard_dir: str, out_dir: str
+) -> Explained:
+    """The filter report (danq.interpretation.explain) of the model that stands for the
+    variant (with train.seeds > 1, the seed its evaluation in eval_dir selected), scanned over
+    the shards in shard_dir, written to out_dir and logged to the model's MLflow training run
+    under explain/, as `dvc repro` logs it."""
+    from danq.evaluation.scoring import load_candidate
+    from danq.evaluation.seeds import selected_model_dir
+    from danq.interpretation.explain import explain_filters
+    from danq.interpretation.filters import shard_batches
+    from danq.tracking import client, resolve_uri
+
+    variant = _variant_of(model_dir, RUN_FILE)
+    chosen = selected_model_dir(model_dir, eval_dir, params)
+    run = read_json(Path(chosen, RUN_FILE))
+    tracking_uri = resolve_uri(params.mlflow)
+    loaded = load_candidate(run, chosen, tracking_uri)
+    settings = params.explain_filters
+    explained = explain_filters(
+        loaded.model,
+        shard_batches(shard_dir, settings.batch_size),
+        settings,
+        out_dir,
+        title=f"Filters of {variant} ({loaded.source}, sha256 {loaded.sha256})",
+    )
+    client(tracking_uri).log_artifacts(run["run_id"], out_dir, artifact_path=EXPLAIN_ARTIFACT_PATH)
+    return Explained(
+        variant, run["run_id"], explained.summary.n_compared, explained.summary.n_matched
     )
 
 
