@@ -262,26 +262,27 @@ def log_keras_model(
     later load and registration checks); returns the logged model's URI. The target names
     and, when known, the genome the data came from (GENOME_METADATA_KEY) go in its metadata.
 
-    Loading it needs the danq package (its custom dropout layer), hence the requirement.
+    The model carries the danq code that loading it needs (danq.model.mlflow_flavor), so its
+    pip requirements name only published packages, pinned; danq itself is not on PyPI.
     Requirements are given, not inferred: inference reloads the model in a subprocess.
     """
-    import mlflow.keras
-    from mlflow.models import infer_signature
+    from mlflow.models import Model, infer_signature
 
+    from danq.model import mlflow_flavor
     from danq.model.integrity import record_model_sha256
 
     predictions = model.predict(sample_x, verbose=0)
-    info = mlflow.keras.log_model(
-        model,
+    info = Model.log(
+        artifact_path=None,
         name=MODEL_ARTIFACT,
+        flavor=mlflow_flavor,
+        model=model,
         signature=infer_signature(sample_x, predictions),
         metadata={
             "target_names": list(target_names),
             **({GENOME_METADATA_KEY: dict(genome)} if genome else {}),
         },
-        pip_requirements=[
-            f"{package}=={metadata.version(package)}" for package in ("tensorflow", "keras", "danq")
-        ],
+        pip_requirements=mlflow_flavor.pinned_requirements(),
         save_exported_model=False,  # a .keras file: the only format danq loads
     )
     record_model_sha256(mlflow.MlflowClient(), info.model_uri)
