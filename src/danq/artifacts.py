@@ -141,11 +141,17 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], objec
     tmp = temporary_name(path)
     try:
         write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        fsync_file(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a written file's data to disk, so that a rename never publishes a file whose
+    bytes a crash could still lose."""
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -199,6 +205,9 @@ def publish_dir(staging: Path, out_dir: str | os.PathLike[str], commit_marker: s
         for entry in sorted(staging.iterdir(), key=lambda p: (p.name == commit_marker, p.name)):
             storage.upload(entry, storage.join(out_dir, entry.name))
         return
+    for written in staging.rglob("*"):
+        if written.is_file() and not written.is_symlink():
+            fsync_file(written)
     target = Path(out_dir)
     old = target.with_name(f".{target.name}.old-{os.getpid()}")
     if target.exists():

@@ -15,7 +15,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 DVC = str(Path(sys.executable).with_name("dvc"))
-STAGING_PREFIX = re.compile(r"mkdtemp\(prefix=\"(\.[\w-]+-)\"")
+# The literal start of each temporary folder's name (an f-string's up to its first field).
+STAGING_PREFIX = re.compile(r"mkdtemp\(prefix=f?\"(\.[\w-]+-)[\"{]")
 
 
 def staging_prefixes() -> set[str]:

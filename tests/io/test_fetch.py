@@ -459,8 +459,40 @@ def test_tar_bombs_stop_at_the_caps_before_anything_is_kept(
 
     with pytest.raises(FetchError, match=message):
         fetch.unpack_bundle(archive, dest, **caps)
-    assert list(dest.iterdir()) == []  # the staging folder is gone, nothing moved in
+    assert not dest.exists()  # nothing moved in
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".unpack-")]  # staging gone
     assert fetch.unpack_bundle(archive, tmp_path / "ok")  # within the defaults it unpacks
+
+
+def test_the_bundle_replaces_the_data_set_as_one_folder_never_mixing_old_and_new(
+    mat_files: dict[str, bytes], tmp_path: Path
+) -> None:
+    dest = tmp_path / "data"
+    (dest / ".download").mkdir(parents=True)
+    (dest / ".download" / "bundle.tar.gz").write_bytes(b"kept archive")
+    old = {name: f"old {name}".encode() for name in mat_files}
+    for name, content in old.items():
+        (dest / name).write_bytes(content)
+    incomplete = tmp_path / "incomplete.tar.gz"
+    incomplete.write_bytes(build_tarball({n: d for n, d in mat_files.items() if n != "test.mat"}))
+    with pytest.raises(FetchError, match="lacks test.mat"):
+        fetch.unpack_bundle(incomplete, dest)
+    assert {name: (dest / name).read_bytes() for name in old} == old  # untouched
+
+    complete = tmp_path / "complete.tar.gz"
+    complete.write_bytes(build_tarball(mat_files))
+    fetch.unpack_bundle(complete, dest)
+    assert {name: (dest / name).read_bytes() for name in mat_files} == mat_files
+    assert (dest / ".download" / "bundle.tar.gz").read_bytes() == b"kept archive"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "complete.tar.gz",
+        "data",
+        "incomplete.tar.gz",
+    ]
+
+    (dest / "metadata.json").write_text("{}")  # e.g. the synthetic data set's target names
+    with pytest.raises(FetchError, match=r"not part of the DeepSEA bundle \(metadata.json\)"):
+        fetch.unpack_bundle(complete, dest)
 
 
 def test_cli_prints_dvc_commands(

@@ -41,7 +41,7 @@ from urllib.parse import urlparse
 import requests
 from tqdm import tqdm
 
-from danq.artifacts import write_json
+from danq.artifacts import fsync_file, publish_dir, write_json
 from danq.errors import FetchError
 
 DEEPSEA_BUNDLE_URL = "http://deepsea.princeton.edu/media/code/deepsea_train_bundle.v0.9.tar.gz"
@@ -237,26 +237,43 @@ def unpack_bundle(
     max_members: int = MAX_MEMBERS,
     max_unpacked_bytes: int = MAX_UNPACKED_BYTES,
 ) -> list[Path]:
-    """Unpack `archive` into a temporary folder inside `dest`, then move the three .mat files
-    into `dest`; return their paths. Nothing is moved unless all three are present."""
-    dest.mkdir(parents=True, exist_ok=True)
-    # Inside dest, so the final moves are renames on one filesystem (atomic, no copy).
-    staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest))
+    """Unpack `archive` into a staging folder beside `dest`, then put the three .mat files in
+    place of `dest` as one folder (artifacts.publish_dir: renames), so that `dest` holds the
+    old data set or the new one, never a mix; return their paths. Nothing is moved unless all
+    three are present. `dest` may hold only the bundle's files and the download folder (kept):
+    other files are refused up front rather than dropped or mixed with the new data."""
+    others = sorted(
+        entry.name
+        for entry in (dest.iterdir() if dest.is_dir() else ())
+        if entry.name not in (*BUNDLE_FILES, DOWNLOAD_DIR)
+    )
+    if others:
+        raise FetchError(
+            f"{dest}: holds files that are not part of the DeepSEA bundle ({', '.join(others)});"
+            " the bundle replaces the folder as a whole: remove them or choose another destination"
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # Beside dest, so the final moves are renames on one filesystem (atomic, no copy).
+    staging = Path(tempfile.mkdtemp(prefix=f".unpack-{dest.name}-", dir=dest.parent))
     try:
-        _extract_safely(archive, staging, max_members, max_unpacked_bytes)
-        root = _bundle_root(staging)
+        unpacked = staging / "archive"
+        _extract_safely(archive, unpacked, max_members, max_unpacked_bytes)
+        root = _bundle_root(unpacked)
         missing = [name for name in BUNDLE_FILES if not _is_regular_file(root / name)]
         if missing:
             raise FetchError(
                 f"{archive}: archive lacks {', '.join(missing)} "
                 "(looked in its root and in its single top folder)"
             )
-        moved = []
+        release = staging / "release"
+        release.mkdir()
         for name in BUNDLE_FILES:
-            target = dest / name
-            os.replace(root / name, target)
-            moved.append(target)
-        return moved
+            os.replace(root / name, release / name)
+            fsync_file(release / name)
+        if (dest / DOWNLOAD_DIR).is_dir():  # the same path again once release is dest
+            os.replace(dest / DOWNLOAD_DIR, release / DOWNLOAD_DIR)
+        publish_dir(release, dest, BUNDLE_FILES[-1])
+        return [dest / name for name in BUNDLE_FILES]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
