@@ -132,6 +132,6 @@ def test_using_restores_the_uris_and_environment_it_found(tmp_path, monkeypatch)
     ],
 )
 def test_redact_uri_hides_passwords_and_tokens_and_keeps_the_rest(uri, written):
-    from danq.tracking import redact_uri
+    from danq.redaction import redact_uri
 
     assert redact_uri(uri) == written

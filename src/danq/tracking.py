@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import subprocess
 import sys
-import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
@@ -30,6 +28,7 @@ import yaml
 
 from danq.artifacts import GENOME_METADATA_KEY
 from danq.config import MlflowConfig
+from danq.redaction import redact_text
 
 MODEL_ARTIFACT = "model"
 VERSIONED_PACKAGES = ("tensorflow", "keras", "mlflow", "numpy", "danq")
@@ -39,37 +38,10 @@ REGISTRY_URI_VARIABLE = "MLFLOW_REGISTRY_URI"
 HTTP_TIMEOUT_S = 10
 
 
-_SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "token", "secret", "key", "signature")
-
-
-def redact_uri(uri: str) -> str:
-    """uri as it may be written to a file or a log: a password or token in it (user:pass@host,
-    ?token=...) replaced by '***'. The user name stays: it says whose login was used."""
-    parts = urllib.parse.urlsplit(uri)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user, has_password, _ = userinfo.partition(":")
-        netloc = f"{user}:***@{host}" if has_password else f"***@{host}"
-    query = "&".join(
-        f"{key}=***" if key.lower().endswith(_SECRET_QUERY_KEYS) else pair
-        for pair in parts.query.split("&")
-        if pair
-        for key in [pair.partition("=")[0]]
-    )
-    if (netloc, query) == (parts.netloc, parts.query):
-        return uri  # unchanged, and not re-joined: urlunsplit turns sqlite:/// into sqlite:/
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
-
-
 def error_text(err: Exception) -> str:
     """An MLflow error's message with any password or token in the URLs it quotes redacted
     (MLflow quotes the whole request URL, a login in it included)."""
-    text = getattr(err, "message", None) or str(err)
-    return _URL.sub(lambda found: redact_uri(found.group()), text)
+    return redact_text(getattr(err, "message", None) or str(err))
 
 
 def resolve_uri(cfg: MlflowConfig) -> str:

@@ -52,7 +52,7 @@ class RangeRequestHandler(BaseHTTPRequestHandler):
         range_header = self.headers.get("Range")
         behaviour.range_headers.append(range_header)
         first_request = len(behaviour.range_headers) == 1
-        body = behaviour.files.get(self.path.lstrip("/"))
+        body = behaviour.files.get(self.path.lstrip("/").partition("?")[0])
         if body is None:
             self.send_error(404)
             return
@@ -301,6 +301,31 @@ def test_fetch_gives_up_when_the_server_is_unreachable(tmp_path: Path) -> None:
 
     with pytest.raises(FetchError, match=rf"{re.escape(url)}: giving up after 2 retries"):
         fetch_deepsea(url, tmp_path / "data", retries=2, progress=False, trust_first_download=True)
+
+
+def test_logins_and_tokens_in_the_url_are_never_printed_or_pinned(
+    server: BundleServer, bundle: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    unreachable = f"http://ci:hunter2@127.0.0.1:{port}/{BUNDLE_NAME}?token=t0k3n"
+    with pytest.raises(FetchError, match="giving up after 1 retries") as caught:
+        fetch_deepsea(unreachable, tmp_path / "a", retries=1, progress=False, sha256="0" * 64)
+    printed = str(caught.value) + capsys.readouterr().err
+    assert "ci:***@127.0.0.1" in printed and "retrying" in printed
+    assert "hunter2" not in printed and "t0k3n" not in printed
+
+    server.behaviour.files[BUNDLE_NAME] = bundle
+    signed = f"{server.url()}?X-Goog-Signature=s1gn3d&X-Goog-Expires=600"
+    pins = tmp_path / "fetch-pins.json"
+    fetch_deepsea(signed, tmp_path / "b", progress=False, pins=pins, trust_first_download=True)
+    assert json.loads(pins.read_text()) == {
+        f"{server.url()}?X-Goog-Signature=***&X-Goog-Expires=600": {
+            "sha256": hashlib.sha256(bundle).hexdigest(),
+            "size": len(bundle),
+        }
+    }
 
 
 def test_checksum_mismatch_names_both_digests_and_leaves_nothing(

@@ -18,7 +18,7 @@ a run. Both first refuse a package that cannot run on a cluster (placeholder ima
 pipeline root, a conformance violation), then connect to --host / KFP_HOST in --namespace /
 KFP_NAMESPACE with a bearer token from --token, else KFP_TOKEN, else the in-cluster
 service-account token. The token is never printed, and URIs are printed redacted
-(danq.tracking.redact_uri). The work is done by danq.kfp.pipeline.
+(danq.redaction.redact_uri). The work is done by danq.kfp.pipeline.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from danq import artifacts
 from danq.config import VARIANTS, Params
 from danq.errors import ConfigError
 from danq.io import storage
+from danq.redaction import redact_uri
 
 if TYPE_CHECKING:
     import numpy as np
@@ -159,7 +160,6 @@ def cmd_registry_verify(args: argparse.Namespace, params: Params) -> int:
 
 
 def cmd_registry_show(args: argparse.Namespace, params: Params) -> int:
-    from danq import tracking
     from danq.promotion import lock, moves, registry
 
     client = registry.connect(params)
@@ -167,8 +167,7 @@ def cmd_registry_show(args: argparse.Namespace, params: Params) -> int:
     by_alias = registry.aliases(client, name)
     versions = registry.model_versions(client, name)
     print(
-        f"registered model {name!r} at {tracking.redact_uri(client.tracking_uri)}: "
-        f"{len(versions)} versions"
+        f"registered model {name!r} at {redact_uri(client.tracking_uri)}: {len(versions)} versions"
     )
     held = lock.read_lock(client, name)
     if held is not None:

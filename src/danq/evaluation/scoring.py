@@ -39,6 +39,7 @@ from danq.evaluation.metrics import (
 from danq.evaluation.seeds import SeedRun, trained_runs
 from danq.io import storage
 from danq.model.loading import load_model, load_verified_model
+from danq.redaction import redact_uri
 
 if TYPE_CHECKING:
     import keras
@@ -426,7 +427,7 @@ def _provenance(tracking_uri: str, run_id: str | None) -> dict[str, str | None]:
         tags = tracking.client(tracking_uri).get_run(run_id).data.tags
     except MlflowException as err:
         raise EvaluationError(
-            f"training run {run_id} is not in the MLflow store {tracking.redact_uri(tracking_uri)} "
+            f"training run {run_id} is not in the MLflow store {redact_uri(tracking_uri)} "
             f"({tracking.error_text(err)}); "
             "the model was trained against another store: train again (dvc repro -f train)"
         ) from None

@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from danq.artifacts import fsync_file, publish_dir, write_json
 from danq.errors import FetchError
+from danq.redaction import redact_text, redact_uri
 
 DEEPSEA_BUNDLE_URL = "http://deepsea.princeton.edu/media/code/deepsea_train_bundle.v0.9.tar.gz"
 BUNDLE_FILES = ("train.mat", "valid.mat", "test.mat")
@@ -145,15 +146,52 @@ def fetch_deepsea(
 
     `retries` bounds the attempts in a row that make no progress; `timeout` applies to the
     connection and to each read. `pins`: the pins file (see the module doc). Raises
-    FetchError on any failure.
+    FetchError on any failure; its message, the warnings and the pins file show `url` with
+    any password or token in it redacted (danq.redaction).
     """
-    dest = Path(dest)
+    try:
+        return _fetch(
+            url,
+            Path(dest),
+            sha256=sha256,
+            md5=md5,
+            expected_size=expected_size,
+            keep_archive=keep_archive,
+            progress=progress,
+            timeout=timeout,
+            retries=retries,
+            pins=pins,
+            trust_first_download=trust_first_download,
+            max_members=max_members,
+            max_unpacked_bytes=max_unpacked_bytes,
+        )
+    except FetchError as err:
+        raise FetchError(redact_text(str(err), [url])) from None
+
+
+def _fetch(
+    url: str,
+    dest: Path,
+    *,
+    sha256: str | None,
+    md5: str | None,
+    expected_size: int | None,
+    keep_archive: bool,
+    progress: bool,
+    timeout: float,
+    retries: int,
+    pins: Path | None,
+    trust_first_download: bool,
+    max_members: int,
+    max_unpacked_bytes: int,
+) -> FetchedBundle:
     expected_digests = {
         name: _normalize_digest(name, value)
         for name, value in (("sha256", sha256), ("md5", md5))
         if value is not None
     }
-    pinned = read_pins(pins).get(url) if pins is not None else None
+    pin_key = redact_uri(url)  # a signed URL's token is no part of what it names
+    pinned = read_pins(pins).get(pin_key) if pins is not None else None
     if pinned is not None:
         if expected_digests.get("sha256", pinned["sha256"]) != pinned["sha256"]:
             raise FetchError(
@@ -201,7 +239,7 @@ def fetch_deepsea(
     pin_now = pins is not None and pinned is None
     if pin_now:
         assert pins is not None
-        write_pin(pins, url, archive_sha256, archive_size)
+        write_pin(pins, pin_key, archive_sha256, archive_size)
     return FetchedBundle(
         dest=dest,
         files=tuple(files),
@@ -332,7 +370,8 @@ def _download(
                     f"rerun to resume from {part.path}"
                 ) from exc
             delay = min(RETRY_BASE_DELAY_S * 2**failures, RETRY_MAX_DELAY_S)
-            print(f"warning: {url}: {exc}; retrying in {delay:.0f} s", file=sys.stderr)
+            warning = f"warning: {url}: {exc}; retrying in {delay:.0f} s"
+            print(redact_text(warning, [url]), file=sys.stderr)
             time.sleep(delay)
 
 

@@ -3,7 +3,7 @@
 
 Steps on the cluster see the data only as a pod-local copy (/gcs/...), which says nothing
 about where it lives, and the image has no git checkout, so these tags are the only record of
-which run, code and data produced a model. A URI in a tag is redacted (danq.tracking.redact_uri):
+which run, code and data produced a model. A URI in a tag is redacted (danq.redaction.redact_uri):
 tags are readable by everyone who can read the run.
 """
 

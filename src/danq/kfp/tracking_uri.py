@@ -32,9 +32,9 @@ CLUSTER_SCHEMES = ("http", "https")
 
 
 def redacted(uri: str) -> str:
-    """uri as it may be printed or written (danq.tracking.redact_uri)."""
+    """uri as it may be printed or written (danq.redaction.redact_uri)."""
     # Imported here: danq.tracking imports mlflow, which compiling a pipeline does not need.
-    from danq.tracking import redact_uri
+    from danq.redaction import redact_uri
 
     return redact_uri(uri)
 

@@ -38,6 +38,7 @@ import yaml
 from danq import tracking
 from danq.artifacts import TAG_MODEL_SHA256
 from danq.errors import ModelIntegrityError, PredictError
+from danq.redaction import redact_uri
 
 if TYPE_CHECKING:
     import keras
@@ -193,7 +194,7 @@ def fetch_model_file(client: mlflow.MlflowClient, artifact_uri: str, uri: str, d
         repo.download_artifacts(relative, str(dst))
     except (MlflowException, OSError) as err:
         raise PredictError(
-            f"model {uri}: cannot download its files from {tracking.redact_uri(artifact_uri)}: "
+            f"model {uri}: cannot download its files from {redact_uri(artifact_uri)}: "
             f"{tracking.error_text(err)}"
         ) from None
     return keras_file_of(dst, uri)

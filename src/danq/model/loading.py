@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from danq import tracking
 from danq.errors import ModelIntegrityError, PredictError
 from danq.model.integrity import KERAS_SUFFIX, MLMODEL_FILE, VerifiedModel
+from danq.redaction import redact_uri
 
 if TYPE_CHECKING:
     import keras
@@ -113,7 +114,7 @@ def load_verified_model(
         )
     if not _REGISTRY_URI.match(uri):
         raise ModelIntegrityError(
-            f"model {tracking.redact_uri(uri)}: not a registered or logged model, so there is "
+            f"model {redact_uri(uri)}: not a registered or logged model, so there is "
             "no recorded sha256 "
             "to check it against; register it (danq promote), or copy it to a local folder "
             "and give its expected sha256"

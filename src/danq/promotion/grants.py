@@ -26,7 +26,7 @@ from mlflow.server.auth.permissions import EDIT, PERMISSION_PRIORITY
 from danq.errors import RegistryError, RegistryPermissionError
 from danq.promotion.permissions import current_user
 from danq.promotion.registry import RetryingClient
-from danq.tracking import redact_uri
+from danq.redaction import redact_uri
 
 GRANTED = EDIT.name
 

@@ -25,7 +25,7 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 
 from danq.errors import RegistryPermissionError
-from danq.tracking import redact_uri
+from danq.redaction import redact_uri
 
 USER_VARIABLE = "MLFLOW_TRACKING_USERNAME"
 

@@ -27,6 +27,7 @@ from danq.errors import CandidateError
 from danq.promotion import moves, registry
 from danq.promotion.decide import Blessing, CandidateEval, ChampionEval, decide, registry_tags
 from danq.promotion.registry import RetryingClient
+from danq.redaction import redact_uri
 
 PredictFn = Callable[[str], np.ndarray]
 RUN_ARTIFACT_PATH = "promotion"  # where blessing.json goes among a candidate run's artifacts
@@ -162,7 +163,7 @@ def promote_candidates(
             replace(v, registered_version=versions[v.variant]) for v in blessing.candidates
         ],
         registry={
-            "tracking_uri": tracking.redact_uri(client.tracking_uri),
+            "tracking_uri": redact_uri(client.tracking_uri),
             "model": registered_model,
             "aliases": aliases,
         },

@@ -28,6 +28,7 @@ from danq.artifacts import TAG_MODEL_SHA256
 from danq.config import Params
 from danq.errors import RegistryUnavailable
 from danq.promotion import permissions
+from danq.redaction import redact_uri
 
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
@@ -119,7 +120,7 @@ class RetryingClient:
                 attempt += 1
                 if attempt == attempts:
                     raise RegistryUnavailable(
-                        f"MLflow tracking server at {tracking.redact_uri(self.tracking_uri)} "
+                        f"MLflow tracking server at {redact_uri(self.tracking_uri)} "
                         f"unreachable after {attempts} attempts: {_one_line(cause)}"
                     ) from exc
                 time.sleep(BACKOFF_S * 2 ** (attempt - 1))

@@ -59,6 +59,7 @@ from danq.data.shards import read_manifest
 from danq.errors import ConfigError, StudyStateError
 from danq.evaluation.scoring import evaluate_variant
 from danq.io import storage
+from danq.redaction import redact_uri
 from danq.study.plan import Arm, planned_runs, run_params, study_arms, study_settings
 from danq.study.report import write_report
 from danq.training.loop import train_variant
@@ -93,7 +94,7 @@ def open_study(params: Params, shard_dir: str, out: Path) -> dict[str, Any]:
         # A committed report (or another tracking store): same settings, new parent run.
     study = start_parent_run(client, params.study.experiment, settings, fingerprint)
     # A record of where the parent run is, fit to commit: without a password or token.
-    study["tracking_uri"] = tracking.redact_uri(uri)
+    study["tracking_uri"] = redact_uri(uri)
     out.mkdir(parents=True, exist_ok=True)
     write_json(path, study)
     return study

@@ -18,6 +18,7 @@ from danq.data.dataset import make_dataset
 from danq.data.targets import read_metadata, shard_target_table
 from danq.errors import TrainingStateError
 from danq.io.genome import model_genome_record
+from danq.redaction import redact_uri
 from danq.training.checkpoint import TrainingCheckpoint
 
 SIGNATURE_SAMPLES = 5
@@ -162,7 +163,7 @@ def finish(
         "experiment": params.mlflow.experiment,
         "experiment_id": run.info.experiment_id,
         # run.json is copied into pipeline artifacts and committed reports: no password in it.
-        "tracking_uri": tracking.redact_uri(mlflow.get_tracking_uri()),
+        "tracking_uri": redact_uri(mlflow.get_tracking_uri()),
         "model_uri": tracking.run_model_uri(run_id),
         "logged_model_uri": logged_model_uri,
         "epochs_run": history["epochs_run"],
