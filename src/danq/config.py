@@ -374,6 +374,33 @@ class AttributionsConfig(_Strict):
     seed: int = Field(0, ge=0, description="seeds the shuffled and GC-matched baselines")
 
 
+class LimitsConfig(_Strict):
+    """Caps every reader enforces on its input (DeepSEA .mat and HDF5, FASTA, gzip, VCF, BED,
+    the shard manifest): a file built to exhaust memory or disk fails with a DataError that
+    names it, before anything is allocated for it. Applied by danq.io.limits."""
+
+    max_sequence_length: int = Field(
+        100_000, ge=1, description="bp per sample of a DeepSEA-format array (DeepSEA: 1000)"
+    )
+    max_samples_x_length: int = Field(
+        20_000_000_000, ge=1, description="samples x bp of one array (DeepSEA train: 4.4e9)"
+    )
+    max_targets: int = Field(100_000, ge=1, description="label columns of one array")
+    max_record_length: int = Field(
+        10_000_000, ge=1, description="bp of one FASTA record held in memory for scoring"
+    )
+    max_line_length: int = Field(
+        1_048_576, ge=80, description="bytes of one line of FASTA, VCF or BED text"
+    )
+    max_decompressed_bytes: int = Field(
+        32 * 2**30, ge=1, description="bytes a gzip file or compressed MAT variable inflates to"
+    )
+    max_manifest_bytes: int = Field(16 * 2**20, ge=1, description="bytes of a shard manifest")
+    max_chunk_bytes: int = Field(
+        256 * 2**20, ge=1, description="bytes of one HDF5 chunk (inflated whole to read any of it)"
+    )
+
+
 class PromoteConfig(_Strict):
     min_macro_auroc: float = Field(0.6, ge=0.0, le=1.0)
     min_macro_aupr: float = Field(0.05, ge=0.0, le=1.0)
@@ -518,6 +545,7 @@ class Params(_Strict):
     variant_effect: VariantEffectConfig = VariantEffectConfig()
     explain_filters: ExplainFiltersConfig = ExplainFiltersConfig()
     attributions: AttributionsConfig = AttributionsConfig()
+    limits: LimitsConfig = LimitsConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -239,13 +239,22 @@ def test_a_hostile_manifest_is_a_data_error_naming_the_key(
 def test_a_manifest_that_is_not_json_or_too_large_is_a_data_error(tiny_shards, tmp_path) -> None:
     import shutil
 
-    from danq.data.shards import MAX_MANIFEST_BYTES
+    from danq.config import LimitsConfig
+    from danq.io import limits
 
     folder = tmp_path / "valid"
     shutil.copytree(tiny_shards / "valid", folder)
     (folder / "manifest.json").write_bytes(b"\xff\xfe{")
     with pytest.raises(DataError, match="not JSON"):
         read_manifest(str(folder))
-    (folder / "manifest.json").write_bytes(b" " * (MAX_MANIFEST_BYTES + 1))
+    max_bytes = LimitsConfig().max_manifest_bytes
+    (folder / "manifest.json").write_bytes(b" " * (max_bytes + 1))
     with pytest.raises(DataError, match="larger than"):
+        read_manifest(str(folder))
+    manifest = (tiny_shards / "valid" / "manifest.json").read_bytes()
+    (folder / "manifest.json").write_bytes(manifest)
+    with (
+        limits.applied(LimitsConfig(max_manifest_bytes=len(manifest) - 1)),
+        pytest.raises(DataError, match="limits.max_manifest_bytes"),
+    ):
         read_manifest(str(folder))

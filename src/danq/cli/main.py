@@ -19,6 +19,7 @@ from danq import __version__
 from danq.cli.quiet import quiet_libraries
 from danq.config import Params, load_params
 from danq.errors import ConfigError, DanqError
+from danq.io import limits as reader_limits
 
 Handler = Callable[[argparse.Namespace, Params], int]
 
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         quiet_libraries()
     try:
         params = load_params(args.params, args.overrides)
+        reader_limits.apply(params.limits)
         handler: Handler = args.handler
         return handler(args, params)
     except ConfigError as err:

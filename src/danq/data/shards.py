@@ -35,6 +35,7 @@ from danq.data.encoding import onehot_to_codes
 from danq.data.fingerprint import DataFingerprint, verify
 from danq.data.targets import target_table, write_shard_targets
 from danq.errors import DataError
+from danq.io import limits as reader_limits
 from danq.io import storage
 from danq.io.deepsea import SplitReader
 
@@ -72,13 +73,19 @@ def read_manifest(shard_dir: str) -> Manifest:
             f"{shard_dir}: no {SHARD_MANIFEST_FILE}; not a prepared shard folder (run `danq "
             "data prepare`)"
         )
+    max_bytes = reader_limits.active().max_manifest_bytes
     with storage.open_binary(path) as fh:
-        content = fh.read(MAX_MANIFEST_BYTES + 1)
-    if len(content) > MAX_MANIFEST_BYTES:
-        raise DataError(f"{path}: larger than {MAX_MANIFEST_BYTES:,} bytes; not a shard manifest")
+        content = fh.read(max_bytes + 1)
+    if len(content) > max_bytes:
+        raise DataError(
+            f"{path}: larger than {max_bytes:,} bytes (limits.max_manifest_bytes); not a shard "
+            "manifest"
+        )
     try:
         raw = json.loads(content)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    # ValueError also covers an integer past Python's 4,300-digit limit; RecursionError, arrays
+    # nested a few thousand deep (tests/fuzz/crashes/manifest).
+    except (ValueError, RecursionError) as err:
         raise DataError(f"{path}: not JSON ({err})") from err
     if not isinstance(raw, dict):
         raise DataError(f"{path}: a JSON object expected, got {type(raw).__name__}")
@@ -87,7 +94,6 @@ def read_manifest(shard_dir: str) -> Manifest:
     return _checked_manifest(raw, path)
 
 
-MAX_MANIFEST_BYTES = 16 << 20  # about 200,000 shards' entries
 # Shard files are plain names inside the split's folder: a "/" or ".." in a manifest would
 # make readers (and the gs:// staging cache, danq.kfp.staging) open files outside it.
 SHARD_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -107,6 +113,9 @@ def _checked_manifest(raw: dict, path: str) -> Manifest:
         value = raw.get(key, 1)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise DataError(f"{path}: {key} must be a positive integer, got {value!r}")
+    for key in ("source", "danq_version"):
+        if not isinstance(raw.get(key, ""), str):
+            raise DataError(f"{path}: {key} must be a string, got {type(raw[key]).__name__}")
     if raw["split"] not in SPLITS:
         raise DataError(f"{path}: split {raw['split']!r}, expected one of {', '.join(SPLITS)}")
     for key, allowed in (("halves", ("both", "forward")), ("compression", ("none", "gzip"))):

@@ -45,6 +45,7 @@ from danq.artifacts import (
 from danq.config import VARIANTS, Params, Variant, load_params
 from danq.errors import CandidateError, ConfigError, DataGateFailed, EvaluationError, PipelineError
 from danq.evaluation.metrics import bootstrap_rows
+from danq.io import limits as reader_limits
 from danq.kfp.tracking_uri import redacted
 
 if TYPE_CHECKING:  # the task bodies import these libraries only when they run
@@ -79,6 +80,7 @@ def task_params(settings: Mapping[str, Any], overrides: Sequence[str] = ()) -> P
         if not isinstance(item, str) or "=" not in item:
             raise ConfigError(f"overrides: {item!r} is not a key=value string")
     params = load_params(os.devnull, [*pairs, *overrides])
+    reader_limits.apply(params.limits)
     # Compared after parsing: "mlflow={tracking_uri: ...}" would set it too.
     compiled = settings.get(TRACKING_URI_SETTING)
     if params.mlflow.tracking_uri != compiled:
