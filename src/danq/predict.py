@@ -1,9 +1,10 @@
 """`danq predict`: score DNA sequences with a trained DanQ model and write a TSV.
 
-Input is a FASTA file (plain or gzip-compressed; any record length; IUPAC codes other than
-A/C/G/T, N included, become all-zero "unknown" positions) or a DeepSEA-format prediction file
-(HDF5 `testxdata` (N, 4, L); MATLAB v5 is read too). Every window is scored on both strands and
-the two outputs are averaged (reverse-complement averaging).
+Input is a FASTA file (plain or gzip-compressed; records of up to limits.max_record_length
+bases; IUPAC codes other than A/C/G/T, N included, become all-zero "unknown" positions) or a
+DeepSEA-format prediction file (HDF5 `testxdata` (N, 4, L); MATLAB v5 is read too). Every
+window is scored on both strands and the two outputs are averaged (reverse-complement
+averaging).
 
 Window policy. The model's input length L is read from the model. A window is L consecutive
 positions of the record starting at 0-based offset `start`; positions before the record's
@@ -50,14 +51,16 @@ RowLabel = tuple[str, int, int]  # row id, 1-based first and last position cover
 # --------------------------------------------------------------------------- windows
 
 
-def window_starts(length: int, seq_len: int, windows: WindowPolicy, stride: int) -> list[int]:
-    """0-based record offsets of the windows scored for a record of `length` bases."""
+def window_starts(length: int, seq_len: int, windows: WindowPolicy, stride: int) -> range:
+    """0-based record offsets of the windows scored for a record of `length` bases, as a
+    range: a long record tiled at a small stride has millions, never held in a list."""
     if windows == "center" or length <= seq_len:
-        return [(length - seq_len) // 2]
+        start = (length - seq_len) // 2
+        return range(start, start + 1)
     n_windows = -(-(length - seq_len) // stride) + 1
     span = (n_windows - 1) * stride + seq_len
     first = (length - span) // 2
-    return [first + i * stride for i in range(n_windows)]
+    return range(first, first + n_windows * stride, stride)
 
 
 def window_codes(codes: np.ndarray, start: int, seq_len: int) -> np.ndarray:
@@ -68,9 +71,12 @@ def window_codes(codes: np.ndarray, start: int, seq_len: int) -> np.ndarray:
     return window
 
 
-def _fasta_batches(
+def fasta_batches(
     path: str, seq_len: int, batch_size: int, windows: WindowPolicy, stride: int
 ) -> Iterator[tuple[list[RowLabel], np.ndarray]]:
+    """The windows of every record (see the module doc), one-hot encoded batch_size at a time
+    (a batch may span records): memory holds one record and one batch, whatever the number
+    of windows."""
     if not fasta.is_text(path):
         raise PredictError(
             f"{path}: not a text file (binary content); expected FASTA, plain or "
@@ -80,16 +86,26 @@ def _fasta_batches(
     codes: list[np.ndarray] = []
     for record_id, sequence in fasta.read_fasta(path):
         record = encode(sequence)
-        for start in window_starts(len(record), seq_len, windows, stride):
-            first, last = max(start, 0) + 1, min(start + seq_len, len(record))
-            row_id = record_id if windows == "center" else f"{record_id}:{first}-{last}"
-            labels.append((row_id, first, last))
-            codes.append(window_codes(record, start, seq_len))
+        # Windows start at most seq_len before the record and end at most seq_len after it:
+        # pad once with N so that every window is a row of a sliding view.
+        padded = np.full(len(record) + 2 * seq_len, N_CODE, dtype=np.uint8)
+        padded[seq_len : seq_len + len(record)] = record
+        padded_windows = np.lib.stride_tricks.sliding_window_view(padded, seq_len)
+        starts = window_starts(len(record), seq_len, windows, stride)
+        taken = 0
+        while taken < len(starts):
+            part = starts[taken : taken + batch_size - len(labels)]
+            taken += len(part)
+            codes.append(padded_windows[np.asarray(part) + seq_len])
+            for start in part:
+                first, last = max(start, 0) + 1, min(start + seq_len, len(record))
+                row_id = record_id if windows == "center" else f"{record_id}:{first}-{last}"
+                labels.append((row_id, first, last))
             if len(labels) == batch_size:
-                yield labels, codes_to_onehot(np.stack(codes))
+                yield labels, codes_to_onehot(np.concatenate(codes))
                 labels, codes = [], []
     if labels:
-        yield labels, codes_to_onehot(np.stack(codes))
+        yield labels, codes_to_onehot(np.concatenate(codes))
 
 
 def _hdf5_batches(
@@ -163,7 +179,7 @@ def predict_fasta(
     seq_len = model_seq_len(model)
     _check_batch_size(batch_size)
     stride = _checked_stride(windows, stride, seq_len)
-    batches = _fasta_batches(str(fasta_path), seq_len, batch_size, windows, stride)
+    batches = fasta_batches(str(fasta_path), seq_len, batch_size, windows, stride)
     return _write_predictions(model, batches, out_tsv, target_names)
 
 

@@ -11,9 +11,10 @@ import pytest
 
 from danq import tracking
 from danq.cli.main import main
+from danq.data.encoding import codes_to_onehot, encode
 from danq.errors import PredictError
 from danq.io.deepsea import write_split
-from danq.predict import predict_fasta, predict_hdf5, window_starts
+from danq.predict import fasta_batches, predict_fasta, predict_hdf5, window_codes, window_starts
 
 L = 60  # the input length of the model_file fixture
 NAMES = ["t0", "t1", "t2"]
@@ -66,7 +67,24 @@ def danq_predict(tmp_path: Path, *argv: str, **mlflow_settings: str) -> int:
     ],
 )
 def test_window_starts(length: int, windows: str, stride: int | None, starts: list[int]) -> None:
-    assert window_starts(length, L, windows, stride or L) == starts
+    assert list(window_starts(length, L, windows, stride or L)) == starts
+
+
+def test_fasta_batches_are_the_windows_of_every_record_batch_size_at_a_time(
+    tmp_path: Path, write_fasta
+) -> None:
+    records = {"a": random_dna(75, 5), "b": random_dna(7, 6), "c": random_dna(64, 7)}
+    fasta = write_fasta(tmp_path / "in.fa", records)
+    expected = [
+        (f"{rid}:{max(s, 0) + 1}-{min(s + L, len(seq))}", window_codes(encode(seq), s, L))
+        for rid, seq in records.items()
+        for s in window_starts(len(seq), L, "tile", 1)
+    ]
+    batches = list(fasta_batches(str(fasta), L, 7, "tile", 1))
+    assert [len(labels) for labels, _ in batches] == [7, 7, 7, 1]  # 16 + 1 + 5 windows
+    assert [label[0] for labels, _ in batches for label in labels] == [e[0] for e in expected]
+    onehots = np.concatenate([x for _, x in batches])
+    np.testing.assert_array_equal(onehots, codes_to_onehot(np.stack([e[1] for e in expected])))
 
 
 def test_center_windows_pad_short_and_crop_long_records(model, tmp_path: Path, write_fasta) -> None:
@@ -194,6 +212,76 @@ def test_cli_reports_bad_fasta_on_stderr(
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "record 'broken'" in err and "'Q'" in err
     assert not out.exists()
+
+
+def test_cli_refuses_the_issue_s_100_mb_record_and_writes_nothing(
+    model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`danq predict --windows tile --stride 1` on a ~100 KB .gz holding one 100 Mb record (the
+    issue's file) stops at limits.max_record_length, with no output and no temporary file.
+    (In-process: a `danq` child would spend ~10 s importing TensorFlow; io/test_hostile_text.py
+    measures the reader's memory in a child.)"""
+    fasta = tmp_path / "huge.fa.gz"
+    with gzip.open(fasta, "wb") as fh:
+        fh.write(b">chrBig\n")
+        for _ in range(100):
+            fh.write(b"A" * 2**20)
+    out = tmp_path / "out" / "pred.tsv"
+    argv = ["--model", str(model_file), "--input", str(fasta), "--out", str(out)]
+    code = danq_predict(tmp_path, *argv, "--windows", "tile", "--stride", "1")
+    assert code == 1
+    assert capsys.readouterr().err.startswith(
+        f"error: {fasta} record 'chrBig' line 2: longer than 10000000 bases "
+        "(limits.max_record_length)"
+    )
+    assert list(out.parent.glob("*")) == []
+
+
+HOSTILE_FASTA = {
+    # content, -S override, the error after the file name; a good record comes first, so rows
+    # reach the temporary file (batch size 1) before the error.
+    "record past max_record_length": (
+        b">good\nACGT\n>long\n" + b"ACGTACGTAC\n" * 200,
+        "limits.max_record_length=1000",
+        " record 'long' line 104: longer than 1000 bases (limits.max_record_length)",
+    ),
+    "header past max_line_length": (
+        b">good\nACGT\n>" + b"x" * 5000 + b"\nACGT\n",
+        "limits.max_line_length=1000",
+        " line 3: longer than 1000 bytes (limits.max_line_length)",
+    ),
+    "gzip bomb": (
+        gzip.compress(b">good\nACGT\n>bomb\n" + b"ACGT" * 15 + b"\n" * 100_000),
+        "limits.max_decompressed_bytes=100000",
+        ": inflates to more than 100000 bytes (limits.max_decompressed_bytes)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_FASTA)
+def test_cli_refuses_fasta_past_the_limits_and_leaves_nothing(
+    model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    content, override, message = HOSTILE_FASTA[case]
+    fasta = tmp_path / "in.fa"
+    fasta.write_bytes(content)
+    out = tmp_path / "out" / "pred.tsv"
+    argv = ["--model", str(model_file), "--input", str(fasta), "--out", str(out)]
+    code = main(
+        [
+            "--params",
+            str(tmp_path / "none.yaml"),
+            "-S",
+            override,
+            "predict",
+            *argv,
+            "--batch-size",
+            "1",
+        ]
+    )
+    assert code == 1
+    assert capsys.readouterr().err.startswith(f"error: {fasta}{message}")
+    assert list(out.parent.glob("*")) == []
 
 
 def test_cli_option_errors(

@@ -509,9 +509,11 @@ def test_cli_scores_a_vcf_and_checks_the_genome_build(
 def test_cli_errors_name_the_input(tmp_path: Path, model_file: Path, fasta: Path, capsys) -> None:
     vcf = write_vcf(tmp_path / "v.vcf", ["chr1 5 . A G"])
     (tmp_path / "plain.fa.gz").write_bytes(gzip.compress(fasta.read_bytes()))
+    (tmp_path / "plain.vcf.gz").write_bytes(gzip.compress(vcf.read_bytes()))
     out = str(tmp_path / "o.tsv")
     cases = [
         ([str(vcf), str(tmp_path / "plain.fa.gz"), out], "plain.fa.gz: compressed with plain gzip"),
+        ([str(tmp_path / "plain.vcf.gz"), str(fasta), out], "plain.vcf.gz: compressed with plain"),
         ([str(tmp_path / "none.vcf"), str(fasta), out], "none.vcf: VCF not found"),
         ([str(vcf), str(fasta), str(vcf), "--vcf-out", str(vcf)], "same file"),
     ]
@@ -520,3 +522,16 @@ def test_cli_errors_name_the_input(tmp_path: Path, model_file: Path, fasta: Path
         code = main(["--params", str(tmp_path / "none.yaml"), "variant-effect", *argv, *more])
         assert code == 1 and message in capsys.readouterr().err
         assert not Path(out).exists()
+
+
+def test_a_vcf_line_over_the_limit_is_refused_before_htslib_reads_it(
+    tmp_path: Path, model_file: Path, fasta: Path, capsys
+) -> None:
+    vcf = write_vcf(tmp_path / "v.vcf", ["chr1 5 . A G", "chr1 9 . C " + "T" * 500])
+    out = tmp_path / "o.tsv"
+    argv = ["--model", str(model_file), "--vcf", str(vcf), "--fasta", str(fasta), "--out", str(out)]
+    code = main(["--params", str(tmp_path / "none.yaml"), "-S", "limits.max_line_length=200",
+                 "variant-effect", *argv])  # fmt: skip
+    assert code == 1
+    assert "v.vcf line 5: longer than 200 bytes (limits.max_line_length)" in capsys.readouterr().err
+    assert not out.exists()

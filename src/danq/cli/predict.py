@@ -122,8 +122,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--input",
         required=True,
-        help="FASTA (.fa, .fasta, optionally .gz; any length, N allowed) or DeepSEA-format "
-        "HDF5 (.h5, .hdf5, .mat with testxdata (N, 4, L))",
+        help="FASTA (.fa, .fasta, optionally .gz; records up to limits.max_record_length bp, "
+        "N allowed) or DeepSEA-format HDF5 (.h5, .hdf5, .mat with testxdata (N, 4, L))",
     )
     predict.add_argument("--out", required=True, help="output TSV (written atomically)")
     predict.add_argument(

@@ -1,25 +1,28 @@
 """FASTA files, plain or gzip-compressed, local or gs://, read as a stream of records.
 
-Records may have any length; sequence lines may wrap and hold blank lines, whitespace and
-CRLF endings; case is kept. Every IUPAC nucleotide code is accepted (A C G T N R Y S W K M B
-D H V, either case); anything else is refused with the file, line, record and position.
+Sequence lines may wrap or not and hold blank lines, whitespace and CRLF endings; case is
+kept. Every IUPAC nucleotide code is accepted (A C G T N R Y S W K M B D H V, either case);
+anything else is refused with the file, line, record and position.
+
+Reading stays within the reader limits (danq.io.limits): a record is refused as soon as it
+passes limits.max_record_length bases, a header line longer than limits.max_line_length bytes
+is refused (sequence lines are read in pieces of that size, so an unwrapped record counts
+against the record limit only), and gzip input is inflated as a stream of at most
+limits.max_decompressed_bytes.
 """
 
 from __future__ import annotations
 
-import gzip
 import os
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO, cast
 
 import numpy as np
 
 from danq.errors import PredictError
-from danq.io import storage
+from danq.io import limits, storage
+from danq.io.bounded_text import BoundedText, open_text
 
-_GZIP_MAGIC = b"\x1f\x8b"
 _SNIFF_BYTES = 8192
 _MAX_NON_TEXT_SHARE = 0.3
 _TEXT_BYTES = np.zeros(256, dtype=bool)
@@ -32,30 +35,13 @@ for _code in b"ACGTNRYSWKMBDHVacgtnryswkmbdhv":
     _IUPAC_DNA[_code] = True
 
 
-def _open_maybe_gzip(path: str) -> IO[bytes]:
-    raw = storage.open_binary(path)
-    magic = raw.read(2)
-    raw.seek(0)
-    if magic == _GZIP_MAGIC:
-        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
-    return raw
-
-
 @contextmanager
-def _fasta_stream(path: str) -> Iterator[IO[bytes]]:
-    """The file's bytes, decompressed when it starts with the gzip magic number."""
+def _fasta_text(path: str) -> Iterator[BoundedText]:
+    """The file's text, decompressed when it starts with the gzip magic number."""
     if not storage.exists(path):
         raise PredictError(f"{path}: file not found")
-    try:
-        fh = _open_maybe_gzip(path)
-    except OSError as err:
-        raise PredictError(f"{path}: cannot open: {err}") from None
-    try:
-        yield fh
-    except (OSError, EOFError, zlib.error) as err:
-        raise PredictError(f"{path}: unreadable (corrupt or truncated gzip data?): {err}") from None
-    finally:
-        fh.close()
+    with open_text(path, PredictError, "FASTA") as text:
+        yield text
 
 
 def is_text(path: str | os.PathLike[str]) -> bool:
@@ -64,8 +50,8 @@ def is_text(path: str | os.PathLike[str]) -> bool:
     Text may hold a few non-ASCII bytes (accented descriptions); binary data has NULs or many
     bytes outside printable ASCII.
     """
-    with _fasta_stream(str(path)) as fh:
-        head = np.frombuffer(fh.read(_SNIFF_BYTES), dtype=np.uint8)
+    with _fasta_text(str(path)) as text:
+        head = np.frombuffer(text.read(_SNIFF_BYTES), dtype=np.uint8)
     return not ((head == 0).any() or (~_TEXT_BYTES[head]).sum() > _MAX_NON_TEXT_SHARE * len(head))
 
 
@@ -78,7 +64,8 @@ def read_fasta(path: str | os.PathLike[str]) -> Iterator[tuple[str, str]]:
 
     The id is the header's first word. Raises PredictError naming file, line and record on:
     sequence before the first header, a header without a name, an empty record, a repeated
-    id, a character that is not an IUPAC DNA code, an empty or binary file.
+    id, a character that is not an IUPAC DNA code, an empty or binary file, and input past
+    the reader limits (see the module doc).
     """
     label = str(path)
     # Refuse binary files up front: their first 'line' would give a misleading error.
@@ -86,33 +73,43 @@ def read_fasta(path: str | os.PathLike[str]) -> Iterator[tuple[str, str]]:
         raise PredictError(
             f"{label}: not a text file (binary content); expected FASTA, plain or gzip-compressed"
         )
+    max_record_length = limits.active().max_record_length
     first_line_of: dict[str, int] = {}
     record_id: str | None = None
-    chunks: list[bytes] = []
-    length = 0  # bases of the current record so far
-    with _fasta_stream(label) as fh:
-        for line_no, raw in enumerate(fh, 1):
-            line = raw.strip()
+    sequence = bytearray()
+    with _fasta_text(label) as text:
+        starts_line = True
+        # A piece is a whole line, or a part of one longer than limits.max_line_length.
+        for line_no, piece, ends_line in text.pieces():
+            continues_line, starts_line = not starts_line, ends_line
+            line = piece.strip()
             if not line:
                 continue
             if b"\0" in line:
                 raise PredictError(f"{label} line {line_no}: binary content (NUL byte)")
-            if line.startswith(b">"):
+            if not continues_line and line.startswith(b">"):
+                if not ends_line:
+                    raise text.line_too_long(line_no)
                 if record_id is not None:
-                    yield _finished(label, record_id, chunks, first_line_of)
+                    yield _finished(label, record_id, sequence, first_line_of)
                 record_id = _header_id(line, label, line_no, first_line_of)
-                chunks, length = [], 0
+                sequence = bytearray()
                 continue
             if record_id is None:
                 raise PredictError(
                     f"{label} line {line_no}: sequence data before the first '>' header; "
                     "is this a FASTA file?"
                 )
-            chunks.append(_sequence_bases(line, label, line_no, record_id, length))
-            length += len(chunks[-1])
+            sequence += _sequence_bases(line, label, line_no, record_id, len(sequence))
+            if len(sequence) > max_record_length:
+                raise PredictError(
+                    f"{label} record '{record_id}' line {line_no}: longer than "
+                    f"{max_record_length} bases (limits.max_record_length); split the record "
+                    "or raise the limit"
+                )
     if record_id is None:
         raise PredictError(f"{label}: no FASTA records (the file is empty)")
-    yield _finished(label, record_id, chunks, first_line_of)
+    yield _finished(label, record_id, sequence, first_line_of)
 
 
 def _header_id(line: bytes, label: str, line_no: int, first_line_of: dict[str, int]) -> str:
@@ -130,7 +127,8 @@ def _header_id(line: bytes, label: str, line_no: int, first_line_of: dict[str, i
 
 
 def _sequence_bases(line: bytes, label: str, line_no: int, record_id: str, length: int) -> bytes:
-    """The line's bases without whitespace; length: bases of the record before this line."""
+    """The line's (or piece's) bases without whitespace; length: bases of the record before
+    it."""
     bases = line.translate(None, _WHITESPACE)
     bad = np.flatnonzero(~_IUPAC_DNA[np.frombuffer(bases, dtype=np.uint8)])
     if bad.size:
@@ -144,11 +142,11 @@ def _sequence_bases(line: bytes, label: str, line_no: int, record_id: str, lengt
 
 
 def _finished(
-    label: str, record_id: str, chunks: list[bytes], first_line_of: dict[str, int]
+    label: str, record_id: str, sequence: bytearray, first_line_of: dict[str, int]
 ) -> tuple[str, str]:
-    if not any(chunks):
+    if not sequence:
         raise PredictError(
             f"{label} record '{record_id}' (line {first_line_of[record_id]}): empty record, "
             "no sequence before the next header or the end of the file"
         )
-    return record_id, b"".join(chunks).decode("ascii")
+    return record_id, sequence.decode("ascii")

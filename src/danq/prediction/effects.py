@@ -47,7 +47,13 @@ from danq.data.encoding import codes_to_onehot, encode
 from danq.errors import DataError, PredictError
 from danq.predict import model_seq_len, score_with_reverse_complement
 from danq.prediction.genome import Genome
-from danq.prediction.variants import Allele, allele_windows, numbered_records, prepare_alleles
+from danq.prediction.variants import (
+    Allele,
+    allele_windows,
+    checked_vcf_text,
+    numbered_records,
+    prepare_alleles,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -60,7 +66,6 @@ VCF_FLAGS_TAG = "DANQ_FLAGS"
 VCF_SKIP_TAG = "DANQ_SKIP"
 MISSING = "NA"
 _INFO_ID_CHARS = re.compile(r"[^0-9A-Za-z_.]")
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass
@@ -252,41 +257,32 @@ def _vcf_output(
         index.unlink(missing_ok=True)
 
 
-def _first_record_line(path: str) -> int:
-    """1-based line of the first record: after the header's '#' lines (VCF, plain or bgzip)."""
-    import gzip
-
-    with open(path, "rb") as raw:
-        compressed = raw.read(2) == _GZIP_MAGIC
-    opener = gzip.open if compressed else open
-    line = 1
-    with opener(path, "rb") as fh:
-        for text in fh:
-            if not text.startswith(b"#"):
-                break
-            line += 1
-    return line
-
-
 @contextmanager
-def _open_vcf(path: str | os.PathLike[str]) -> Iterator[pysam.VariantFile]:
+def _open_vcf(path: str | os.PathLike[str]) -> Iterator[tuple[pysam.VariantFile, int]]:
+    """The VCF, once read through within the reader limits, and the line of its first record."""
     import pysam
 
     label = str(path)
     if not Path(path).is_file():
         raise DataError(f"{label}: VCF not found")
+    first_record_line = checked_vcf_text(label)  # htslib reads a line whole, inflates uncapped
     # Quiet while opening: htslib reports a missing .tbi of a .vcf.gz, which is not needed.
     verbosity = pysam.set_verbosity(0)
     try:
         vcf = pysam.VariantFile(label)
     except (OSError, ValueError) as err:
         raise DataError(f"{label}: cannot read as VCF: {err}") from None
+    except NotImplementedError:  # htslib cannot seek in plain gzip, only in BGZF blocks
+        raise DataError(
+            f"{label}: compressed with plain gzip; VCF must be plain text or bgzip-compressed "
+            f"(bgzip, from htslib: `gzip -dc {label} | bgzip > {label}.bgz`)"
+        ) from None
     finally:
         pysam.set_verbosity(verbosity)
     try:
         if vcf.format != "VCF":
             raise DataError(f"{label}: {vcf.format}, expected VCF text (plain or bgzip)")
-        yield vcf
+        yield vcf, first_record_line
     finally:
         vcf.close()
 
@@ -295,8 +291,8 @@ def _declare_undeclared(vcf_path: str, header: pysam.VariantHeader) -> None:
     """Add to header the contig, INFO, FORMAT and FILTER lines the VCF uses without declaring
     them. htslib reads such records (declaring them in the reader's header as it meets them),
     but a writer needs every one declared before the first record: a first pass finds them."""
-    with _open_vcf(vcf_path) as first:
-        for _ in numbered_records(first, vcf_path, _first_record_line(vcf_path)):
+    with _open_vcf(vcf_path) as (first, first_record_line):
+        for _ in numbered_records(first, vcf_path, first_record_line):
             pass
         declared = {str(line) for line in header.records}
         for line in first.header.records:
@@ -332,14 +328,14 @@ def score_variants(
     label = str(vcf_path)
     n_values = len(names) * len(SCORES)
     with (
-        _open_vcf(vcf_path) as vcf,
+        _open_vcf(vcf_path) as (vcf, first_record_line),
         atomic_text(out_tsv) as tsv,
         tqdm(unit=" records", file=progress, disable=None if progress else True) as bar,
     ):
         if out_vcf is not None:
             _declare_undeclared(label, vcf.header)
             _add_info_fields(vcf.header, label, names)
-        records = numbered_records(vcf, label, _first_record_line(label))
+        records = numbered_records(vcf, label, first_record_line)
         tsv.write(tsv_header(names))
         with _vcf_output(out_vcf, vcf.header) as writer:
             while chunk := list(itertools.islice(records, max(1, batch_size // 2))):

@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from danq.errors import DataError
+from danq.io.bounded_text import open_text
 from danq.prediction.genome import Genome
 
 if TYPE_CHECKING:
@@ -206,6 +207,21 @@ def allele_windows(genome: Genome, allele: Allele, seq_len: int) -> tuple[str, s
         allele_window(fetch, p, replaced, allele.scored_ref, seq_len),
         allele_window(fetch, p, replaced, allele.scored_alt, seq_len),
     )
+
+
+def checked_vcf_text(path: str) -> int:
+    """Read the VCF (plain or bgzip) through once within the reader limits, before htslib
+    opens it: htslib reads a line whole however long it is, and inflates without a cap. A line
+    longer than limits.max_line_length, or more than limits.max_decompressed_bytes inflated,
+    is a DataError naming the file (and the line). Returns the 1-based line of the first
+    record (after the header's '#' lines)."""
+    first_record_line = None
+    line_no = 0
+    with open_text(path, DataError, "VCF") as text:
+        for line_no, line in text.lines():
+            if first_record_line is None and not line.startswith(b"#"):
+                first_record_line = line_no
+    return first_record_line or line_no + 1
 
 
 def numbered_records(
