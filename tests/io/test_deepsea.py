@@ -116,6 +116,17 @@ def test_writer_leaves_nothing_when_it_fails(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_long_sequences_are_written_in_chunks_of_at_most_4_mib(tmp_path: Path) -> None:
+    """HDF5 inflates a whole chunk to read any of it; the writer keeps chunks small whatever
+    the sequence length (the reader refuses chunks past limits.max_chunk_bytes)."""
+    x, y = random_split(n=300, seq_len=5000)
+    path = write_split(tmp_path / "train.mat", "train", x, y)
+    with h5py.File(path) as f:
+        assert f["trainxdata"].chunks == (5000, 4, 209)  # 4,180,000 bytes
+    x_back, _ = read_all(path, chunk=128)
+    np.testing.assert_array_equal(x_back, x)
+
+
 def test_byte_identical_output(tmp_path: Path) -> None:
     x, y = random_split()
     for split in ("train", "test"):

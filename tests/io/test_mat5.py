@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -60,3 +61,24 @@ def test_complex_arrays_are_refused(tmp_path: Path) -> None:
 def test_other_files_have_no_mat5_header() -> None:
     assert not mat5.is_mat5_header(b"\x89HDF\r\n\x1a\n" + b"\0" * 120)
     assert not mat5.is_mat5_header(b"MATLAB 5.0 MAT-file" + b" " * 109)
+
+
+def test_compressed_arrays_are_read_from_a_temporary_file_that_close_frees(
+    tmp_path: Path,
+) -> None:
+    cube = np.arange(11 * 4 * 7, dtype=np.uint8).reshape(11, 4, 7)
+    scipy.io.savemat(tmp_path / "a.mat", {"cube": cube}, do_compression=True)
+    open_fds = len(os.listdir("/proc/self/fd"))
+    with open(tmp_path / "a.mat", "rb") as fh, mat5.Mat5File(fh, "a.mat") as mat:
+        assert len(os.listdir("/proc/self/fd")) == open_fds + 2  # the file, the inflated copy
+        np.testing.assert_array_equal(mat.read_rows(mat.vars["cube"], 2, 9), cube[2:9])
+        assert mat.read_rows(mat.vars["cube"], 4, 4).shape == (0, 4, 7)
+    assert len(os.listdir("/proc/self/fd")) == open_fds
+    assert list(tmp_path.iterdir()) == [tmp_path / "a.mat"]
+
+
+def test_rows_outside_the_array_are_refused(tmp_path: Path) -> None:
+    scipy.io.savemat(tmp_path / "a.mat", {"table": np.ones((3, 2))})
+    with open(tmp_path / "a.mat", "rb") as fh, mat5.Mat5File(fh, "a.mat") as mat:
+        with pytest.raises(DataError, match="a.mat table: rows 2-4 asked of 3 rows"):
+            mat.read_rows(mat.vars["table"], 2, 4)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 from collections.abc import Iterator
@@ -31,11 +32,17 @@ import numpy as np
 from danq.artifacts import write_atomically
 from danq.config import SPLITS, Split
 from danq.errors import DataError
+from danq.io import limits as reader_limits
 from danq.io import mat5, storage
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 HEAD_BYTES = 4104  # enough to find an HDF5 signature behind a user block of up to 4096 bytes
 DEFAULT_SEQ_LEN = 1000
+# What h5py raises on a malformed file or one it cannot interpret (it maps HDF5's errors to
+# these); the reader turns each into a DataError naming the file and key. DataError is a
+# ValueError: handlers let it through first.
+H5_ERRORS = (OSError, KeyError, ValueError, RuntimeError, TypeError)
+MISSING_KEYS_LISTED = 20  # a file may hold any number of keys; the message names a few
 
 
 def x_key(split: str) -> str:
@@ -77,6 +84,11 @@ def _staged_copy(uri: str) -> Path:
     return local
 
 
+def _key_text(key: str | bytes) -> str:
+    """An HDF5 link name as text: h5py gives the bytes of a name that is not UTF-8."""
+    return key if isinstance(key, str) else key.decode("utf-8", "backslashreplace")
+
+
 # --------------------------------------------------------------------------- reader
 
 
@@ -86,6 +98,9 @@ class SplitReader:
     `layout` says on which axis the samples lie: "sample_last" for train.mat in HDF5 (as the
     bundle stores it), "sample_first" otherwise. Labels are optional (prediction files).
     """
+
+    x_dtype: np.dtype
+    y_dtype: np.dtype | None  # None without labels
 
     def __init__(
         self,
@@ -126,16 +141,16 @@ class SplitReader:
         if self.container == "hdf5":
             try:
                 self._h5 = h5py.File(self._file, "r")
-            except OSError as err:
+                keys = sorted(_key_text(key) for key in self._h5.keys())
+            except H5_ERRORS as err:
                 raise DataError(
                     f"{self.name}: unreadable HDF5 file (truncated or corrupt): {err}"
                 ) from None
-            keys = sorted(self._h5.keys())
-            self._x = self._h5_dataset(self.x_name, keys)
-            self._y = self._h5_dataset(self.y_name, keys) if self.y_name in keys else None
-            x_shape, y_shape = self._x.shape, self._y.shape if self._y is not None else None
-            self.x_dtype = self._x.dtype
-            self.y_dtype = self._y.dtype if self._y is not None else None
+            self._x, x_shape, self.x_dtype = self._h5_dataset(self.x_name, keys)
+            if self.y_name in keys:
+                self._y, y_shape, self.y_dtype = self._h5_dataset(self.y_name, keys)
+            else:
+                self._y, y_shape, self.y_dtype = None, None, None
         else:
             self._mat = mat5.Mat5File(self._file, self.name)
             keys = sorted(self._mat.vars)
@@ -153,16 +168,66 @@ class SplitReader:
         )
         self._check_shapes(x_shape, y_shape, seq_len)
 
-    def _h5_dataset(self, key: str, keys: list[str]) -> h5py.Dataset:
+    def _h5_dataset(
+        self, key: str, keys: list[str]
+    ) -> tuple[h5py.Dataset, tuple[int, ...], np.dtype]:
+        """The array under key with its shape and dtype, refused unless it is stored in this
+        file, under a hard link, in chunks small enough to inflate one at a time."""
         if key not in keys:
             raise DataError(self._missing(key, keys))
+        try:
+            node = self._checked_h5_dataset(key)
+            return node, node.shape, node.dtype
+        except DataError:
+            raise
+        except H5_ERRORS as err:
+            raise DataError(f"{self.name} {key}: unreadable HDF5 array: {err}") from None
+
+    def _checked_h5_dataset(self, key: str) -> h5py.Dataset:
+        where = f"{self.name} {key}"
+        try:
+            link = self._h5.get(key, getlink=True)
+        except TypeError:  # h5py's answer for a user-defined link type
+            link = None
+        if isinstance(link, h5py.SoftLink):
+            raise DataError(f"{where}: is a soft link to {link.path}; links are refused")
+        if isinstance(link, h5py.ExternalLink):
+            raise DataError(
+                f"{where}: is an external link to {link.filename}:{link.path}; links to other "
+                "files are refused"
+            )
+        if not isinstance(link, h5py.HardLink):
+            raise DataError(f"{where}: is a user-defined link; links are refused")
         node = self._h5[key]
         if not isinstance(node, h5py.Dataset):
-            raise DataError(f"{self.name} {key}: is a group, expected an array")
+            raise DataError(f"{where}: is a group, expected an array")
+        if node.is_virtual:
+            raise DataError(
+                f"{where}: is a virtual dataset (its data is mapped from other files); "
+                "refused, store the array itself"
+            )
+        if node.external:
+            files = ", ".join(str(entry[0]) for entry in node.external)
+            raise DataError(
+                f"{where}: keeps its data in external files ({files}); refused, reading it "
+                "would open files outside this one"
+            )
+        if node.chunks is not None:
+            # HDF5 inflates a whole chunk to read any part of it.
+            chunk_bytes = math.prod(node.chunks) * node.dtype.itemsize
+            limit = reader_limits.active().max_chunk_bytes
+            if chunk_bytes > limit:
+                raise DataError(
+                    f"{where}: chunks of shape {node.chunks} hold {chunk_bytes} bytes each, "
+                    f"more than limits.max_chunk_bytes = {limit}"
+                )
         return node
 
     def _missing(self, key: str, keys: list[str]) -> str:
-        return f"{self.name}: missing key '{key}' (keys present: {', '.join(keys) or 'none'})"
+        listed = ", ".join(keys[:MISSING_KEYS_LISTED]) or "none"
+        if len(keys) > MISSING_KEYS_LISTED:
+            listed += f" and {len(keys) - MISSING_KEYS_LISTED} more"
+        return f"{self.name}: missing key '{key}' (keys present: {listed})"
 
     def _check_shapes(self, x_shape, y_shape, seq_len: int | None) -> None:
         name = self.name
@@ -181,16 +246,28 @@ class SplitReader:
             self.seq_len, self.n = int(x_shape[0]), int(x_shape[2])
         else:
             self.n, self.seq_len = int(x_shape[0]), int(x_shape[2])
+        self._check_size(x_shape, expected)
         if seq_len is not None and self.seq_len != seq_len:
             raise DataError(
                 f"{name} {self.x_name}: sequences are {self.seq_len} bp (shape "
                 f"{tuple(x_shape)}, layout {expected}), expected {seq_len} bp; axes transposed?"
             )
+        self.n_targets: int | None = None
+        if y_shape is not None:
+            self._check_label_shape(y_shape)
+        # Dtypes last: given a float array, the data gate reads it for NaN (danq.validation
+        # .scan), which every size must have passed first.
         if not np.issubdtype(self.x_dtype, np.integer) and self.x_dtype != np.bool_:
             raise DataError(f"{name} {self.x_name}: dtype {self.x_dtype}, expected uint8 one-hot")
-        self.n_targets: int | None = None
-        if y_shape is None:
-            return
+        if y_shape is not None and not (
+            np.issubdtype(self.y_dtype, np.integer) or self.y_dtype == np.bool_
+        ):
+            raise DataError(
+                f"{name} {self.y_name}: dtype {self.y_dtype}, expected uint8 0/1 labels"
+            )
+
+    def _check_label_shape(self, y_shape: tuple[int, ...]) -> None:
+        name = self.name
         y_expected = "(T, N)" if self.layout == "sample_last" else "(N, T)"
         if len(y_shape) != 2:
             raise DataError(
@@ -198,6 +275,12 @@ class SplitReader:
                 f"expected 2 axes {y_expected}"
             )
         y_n, t = (y_shape[1], y_shape[0]) if self.layout == "sample_last" else y_shape
+        if t <= 0 or t > reader_limits.active().max_targets:
+            raise DataError(
+                f"{name} {self.y_name}: {t} targets (shape {tuple(y_shape)}, expected "
+                f"{y_expected}); limits.max_targets allows 1 to "
+                f"{reader_limits.active().max_targets}"
+            )
         if y_n != self.n:
             hint = "; axes transposed?" if self.n in tuple(y_shape) else ""
             raise DataError(
@@ -205,9 +288,29 @@ class SplitReader:
                 f"(shape {tuple(y_shape)}, expected {y_expected}){hint}"
             )
         self.n_targets = int(t)
-        if not np.issubdtype(self.y_dtype, np.integer) and self.y_dtype != np.bool_:
+
+    def _check_size(self, x_shape: tuple[int, ...], expected: str) -> None:
+        """Declared sizes against the limits, before anything is read: an array header is a
+        few bytes whatever it claims. A split may hold no samples (the data gate reports
+        that); a sample must hold at least one base."""
+        where = f"{self.name} {self.x_name}"
+        limits = reader_limits.active()
+        if self.seq_len <= 0:
             raise DataError(
-                f"{name} {self.y_name}: dtype {self.y_dtype}, expected uint8 0/1 labels"
+                f"{where}: sequences of {self.seq_len} bp (shape {tuple(x_shape)}, layout "
+                f"{expected}); dimensions must be positive"
+            )
+        if self.seq_len > limits.max_sequence_length:
+            raise DataError(
+                f"{where}: sequences of {self.seq_len} bp (shape {tuple(x_shape)}, layout "
+                f"{expected}), more than limits.max_sequence_length = "
+                f"{limits.max_sequence_length}"
+            )
+        if self.n * self.seq_len > limits.max_samples_x_length:
+            raise DataError(
+                f"{where}: {self.n} samples x {self.seq_len} bp = {self.n * self.seq_len} "
+                f"(shape {tuple(x_shape)}), more than limits.max_samples_x_length = "
+                f"{limits.max_samples_x_length}"
             )
 
     @property
@@ -216,22 +319,27 @@ class SplitReader:
 
     def read_raw(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Samples [start, stop) as stored values: x (n, L, 4), y (n, T), no value checks."""
-        try:
-            if self.container == "hdf5":
-                if self.layout == "sample_last":
-                    x = self._x[:, :, start:stop].transpose(2, 0, 1)
-                    y = self._y[:, start:stop].T if self._y is not None else None
-                else:
-                    x = self._x[start:stop].transpose(0, 2, 1)
-                    y = self._y[start:stop] if self._y is not None else None
-            else:
-                x = self._mat.read_rows(self._x, start, stop).transpose(0, 2, 1)
-                y = self._mat.read_rows(self._y, start, stop) if self._y is not None else None
-        except (OSError, KeyError, RuntimeError) as err:
-            raise DataError(
-                f"{self.name}: could not read samples {start}-{stop} (truncated or corrupt): {err}"
-            ) from None
+        x = self._samples(self.x_name, self._x, start, stop)
+        if self.layout == "sample_first":  # stored (N, 4, L)
+            x = x.transpose(0, 2, 1)
+        y = self._samples(self.y_name, self._y, start, stop) if self._y is not None else None
         return np.ascontiguousarray(x), (np.ascontiguousarray(y) if y is not None else None)
+
+    def _samples(self, key: str, array: Any, start: int, stop: int) -> np.ndarray:
+        """Samples [start, stop) of one stored array, moved to the first axis."""
+        try:
+            if self.container == "mat5":
+                return self._mat.read_rows(array, start, stop)
+            if self.layout == "sample_last":
+                return np.moveaxis(array[..., start:stop], -1, 0)
+            return array[start:stop]
+        except DataError:
+            raise
+        except H5_ERRORS as err:
+            raise DataError(
+                f"{self.name} {key}: could not read samples {start}-{stop} (truncated or "
+                f"corrupt): {err}"
+            ) from None
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Samples [start, stop) as checked uint8 one-hot (n, L, 4) and 0/1 labels (n, T)."""
@@ -273,9 +381,9 @@ class SplitReader:
             yield lo, x, y
 
     def close(self) -> None:
-        h5 = getattr(self, "_h5", None)
-        if h5 is not None:
-            h5.close()
+        for container in (getattr(self, "_h5", None), getattr(self, "_mat", None)):
+            if container is not None:
+                container.close()
         self._file.close()
 
     def __enter__(self) -> SplitReader:
@@ -336,6 +444,7 @@ def summarise_folder(
 # --------------------------------------------------------------------------- writers
 
 MAT73_USERBLOCK = 512
+WRITE_CHUNK_BYTES = 4 * 2**20
 
 
 def _mat73_header() -> bytes:
@@ -389,7 +498,8 @@ class SplitWriter:
     def _open_hdf5(self) -> None:
         self._h5 = h5py.File(self.tmp, "w", userblock_size=MAT73_USERBLOCK, libver="earliest")
         L, n, T = self.seq_len, self.n, self.n_targets
-        chunk = max(1, min(n, 1024))
+        # Up to 1024 samples and 4 MiB a chunk: far below limits.max_chunk_bytes at any L.
+        chunk = max(1, min(n, 1024, WRITE_CHUNK_BYTES // (4 * L)))
         x_shape = (L, 4, n) if self.sample_last else (n, 4, L)
         x_chunks = (L, 4, chunk) if self.sample_last else (chunk, 4, L)
         self._x = self._uint8_dataset(x_key(self.split), x_shape, x_chunks)

@@ -5,6 +5,7 @@ train) with numpy, with memory independent of the number of samples."""
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ INTERLEAVE_PAIRS = 50
 # One-hot position read as a little-endian uint32: channel c set <=> word == 1 << 8c.
 A_WORD, G_WORD, C_WORD, T_WORD = (1 << (8 * c) for c in range(4))
 NOT_BINARY_BITS = 0xFEFEFEFE  # any bit other than the lowest of each byte: a value > 1
+NAN_BLOCK_BYTES = 64 * 2**20
 
 
 def _sequence_hashes(x: np.ndarray) -> np.ndarray:
@@ -346,20 +348,31 @@ def _nan_note(path: str, split: str, chunk_size: int) -> str | None:
             with h5py.File(fh, "r") as h5:
                 for key in keys:
                     if key in h5 and h5[key].dtype.kind == "f":
+                        array = h5[key]
                         sample_last = split == "train"  # as the bundle stores train.mat
-                        notes.append(_nan_text(key, _h5_blocks(h5[key], sample_last, chunk_size)))
+                        per_sample = array.shape[:-1] if sample_last else array.shape[1:]
+                        rows = _rows_per_block(per_sample, array.dtype, chunk_size)
+                        notes.append(_nan_text(key, _h5_blocks(array, sample_last, rows)))
         else:
-            mat = mat5.Mat5File(fh, path.rsplit("/", 1)[-1])
-            for key in keys:
-                var = mat.vars.get(key)
-                if var is not None and var.class_dtype.kind == "f":
-                    n = var.shape[0]
-                    blocks = (
-                        (lo, mat.read_rows(var, lo, min(lo + chunk_size, n)))
-                        for lo in range(0, n, chunk_size)
-                    )
-                    notes.append(_nan_text(key, blocks))
+            with mat5.Mat5File(fh, path.rsplit("/", 1)[-1]) as mat:
+                for key in keys:
+                    var = mat.vars.get(key)
+                    if var is not None and var.class_dtype.kind == "f":
+                        n = var.shape[0]
+                        rows = _rows_per_block(var.shape[1:], var.dtype, chunk_size)
+                        blocks = (
+                            (lo, mat.read_rows(var, lo, min(lo + rows, n)))
+                            for lo in range(0, n, rows)
+                        )
+                        notes.append(_nan_text(key, blocks))
     return "; ".join(note for note in notes if note) or None
+
+
+def _rows_per_block(per_sample: tuple[int, ...], dtype: np.dtype, chunk_size: int) -> int:
+    """Samples read at a time when looking for NaN: chunk_size, fewer if a block of float
+    samples would pass NAN_BLOCK_BYTES (float64 is 8 times the uint8 a chunk is sized for)."""
+    sample_bytes = max(1, math.prod(per_sample) * dtype.itemsize)
+    return max(1, min(chunk_size, NAN_BLOCK_BYTES // sample_bytes))
 
 
 def _h5_blocks(
