@@ -11,6 +11,11 @@
 #   PLATFORM  target platform (default linux/amd64: GKE nodes; the TensorFlow GPU base image
 #             exists only for it)
 #   BUCKET    fills the printed --pipeline-root gs://$BUCKET/kfp
+#
+# Base images are pinned by digest: each Dockerfile's FROM <image:tag> is built from the digest
+# infra/docker/base-images.lock records for it (a BuildKit named context replaces the tag). A
+# tag not recorded yet is resolved with `docker buildx imagetools inspect` and appended, to be
+# committed: later builds then start from the same base image, whatever the tag points to.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,12 +40,40 @@ while read -r record first rest; do
   esac
 done <<<"$plan"
 
+base_lock=infra/docker/base-images.lock
+
+# The digest base-images.lock records for an image reference, recorded first when missing.
+base_digest() {
+  local image=$1 digest
+  if [[ -f "$base_lock" ]]; then
+    digest=$(awk -v image="$image" '$1 == image { print $2; exit }' "$base_lock")
+    if [[ -n "$digest" ]]; then
+      echo "$digest"
+      return
+    fi
+  fi
+  digest=$(docker buildx imagetools inspect "$image" </dev/null | awk '$1 == "Digest:" { print $2; exit }')
+  [[ "$digest" =~ ^sha256:[0-9a-f]{64}$ ]] || fail "could not resolve the digest of $image"
+  [[ -f "$base_lock" ]] || printf '# %s\n' \
+    "FROM image -> the digest scripts/build_images.sh builds it from (commit this file)." \
+    >"$base_lock"
+  echo "$image $digest" >>"$base_lock"
+  echo "pinned $image to $digest in $base_lock: commit it" >&2
+  echo "$digest"
+}
+
 pushed=()
 for build in "${builds[@]}"; do
   read -r dockerfile refs <<<"$build"
   read -r -a refs <<<"$refs"
   args=(build --platform "${PLATFORM:-linux/amd64}" -f "$dockerfile")
   [[ -z "$revision" ]] || args+=(--label "org.opencontainers.image.revision=$revision")
+  while read -r base; do
+    digest=$(base_digest "$base")
+    args+=(--build-context "$base=docker-image://$base@$digest"
+      --label "org.opencontainers.image.base.name=$base"
+      --label "org.opencontainers.image.base.digest=$digest")
+  done < <(awk 'toupper($1) == "FROM" { print $2 }' "$dockerfile")
   for ref in "${refs[@]}"; do args+=(-t "$ref"); done
   echo "+ docker ${args[*]} ."
   docker "${args[@]}" .
