@@ -32,7 +32,8 @@ import tarfile
 import tempfile
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -126,6 +127,15 @@ class FetchedBundle:
     pinned_now: bool  # this download's sha256 and size were written to the pins file
 
 
+@contextmanager
+def _redacted_errors(url: str) -> Iterator[None]:
+    """FetchErrors raised inside, with any password or token of url masked (danq.redaction)."""
+    try:
+        yield
+    except FetchError as err:
+        raise FetchError(redact_text(str(err), [url])) from None
+
+
 def fetch_deepsea(
     url: str = DEEPSEA_BUNDLE_URL,
     dest: Path = Path("data"),
@@ -149,105 +159,71 @@ def fetch_deepsea(
     FetchError on any failure; its message, the warnings and the pins file show `url` with
     any password or token in it redacted (danq.redaction).
     """
-    try:
-        return _fetch(
-            url,
-            Path(dest),
-            sha256=sha256,
-            md5=md5,
-            expected_size=expected_size,
-            keep_archive=keep_archive,
-            progress=progress,
-            timeout=timeout,
-            retries=retries,
-            pins=pins,
-            trust_first_download=trust_first_download,
-            max_members=max_members,
-            max_unpacked_bytes=max_unpacked_bytes,
-        )
-    except FetchError as err:
-        raise FetchError(redact_text(str(err), [url])) from None
-
-
-def _fetch(
-    url: str,
-    dest: Path,
-    *,
-    sha256: str | None,
-    md5: str | None,
-    expected_size: int | None,
-    keep_archive: bool,
-    progress: bool,
-    timeout: float,
-    retries: int,
-    pins: Path | None,
-    trust_first_download: bool,
-    max_members: int,
-    max_unpacked_bytes: int,
-) -> FetchedBundle:
-    expected_digests = {
-        name: _normalize_digest(name, value)
-        for name, value in (("sha256", sha256), ("md5", md5))
-        if value is not None
-    }
-    pin_key = redact_uri(url)  # a signed URL's token is no part of what it names
-    pinned = read_pins(pins).get(pin_key) if pins is not None else None
-    if pinned is not None:
-        if expected_digests.get("sha256", pinned["sha256"]) != pinned["sha256"]:
+    dest = Path(dest)
+    with _redacted_errors(url):
+        expected_digests = {
+            name: _normalize_digest(name, value)
+            for name, value in (("sha256", sha256), ("md5", md5))
+            if value is not None
+        }
+        pin_key = redact_uri(url)  # a signed URL's token is no part of what it names
+        pinned = read_pins(pins).get(pin_key) if pins is not None else None
+        if pinned is not None:
+            if expected_digests.get("sha256", pinned["sha256"]) != pinned["sha256"]:
+                raise FetchError(
+                    f"{url}: --sha256 {expected_digests['sha256']} differs from the sha256 "
+                    f"pinned in {pins} ({pinned['sha256']}); remove the pin only if the archive "
+                    "was replaced on purpose"
+                )
+            expected_digests["sha256"] = pinned["sha256"]
+            expected_size = pinned["size"] if expected_size is None else expected_size
+        if not expected_digests and urlparse(url).scheme == "http" and not trust_first_download:
             raise FetchError(
-                f"{url}: --sha256 {expected_digests['sha256']} differs from the sha256 pinned in "
-                f"{pins} ({pinned['sha256']}); remove the pin only if the archive was replaced "
-                "on purpose"
+                f"{url}: plain HTTP without a checksum: give the archive's --sha256 (or --md5), "
+                "an https:// URL, or --trust-first-download to accept this download and pin its "
+                f"sha256{f' in {pins}' if pins is not None else ''} for every later one"
             )
-        expected_digests["sha256"] = pinned["sha256"]
-        expected_size = pinned["size"] if expected_size is None else expected_size
-    if not expected_digests and urlparse(url).scheme == "http" and not trust_first_download:
-        raise FetchError(
-            f"{url}: plain HTTP without a checksum: give the archive's --sha256 (or --md5), "
-            "an https:// URL, or --trust-first-download to accept this download and pin its "
-            f"sha256{f' in {pins}' if pins is not None else ''} for every later one"
-        )
-    download_dir = dest / DOWNLOAD_DIR
-    archive = download_dir / _archive_name(url)
-    download_dir.mkdir(parents=True, exist_ok=True)
-    # sha256 is always computed so that it can be reported and pinned next time.
-    algorithms = {"sha256", *expected_digests}
-    try:
-        if archive.exists():
-            print(f"Reusing {archive} (delete it to download again)")
-            download = _HashedFile(archive, algorithms)
-            download.sync_digests()
-            _verify(download, str(archive), expected_size, expected_digests)
-        else:
-            download = _HashedFile(archive.with_name(archive.name + ".part"), algorithms)
-            with requests.Session() as session:
-                _download(session, url, download, expected_size, timeout, retries, progress)
-            _verify(download, url, expected_size, expected_digests)
-            download.path.replace(archive)
-        archive_size = archive.stat().st_size  # for the pin; the archive may be deleted below
+        download_dir = dest / DOWNLOAD_DIR
+        archive = download_dir / _archive_name(url)
+        download_dir.mkdir(parents=True, exist_ok=True)
+        # sha256 is always computed so that it can be reported and pinned next time.
+        algorithms = {"sha256", *expected_digests}
         try:
-            files = unpack_bundle(archive, dest, max_members, max_unpacked_bytes)
+            if archive.exists():
+                print(f"Reusing {archive} (delete it to download again)")
+                download = _HashedFile(archive, algorithms)
+                download.sync_digests()
+                _verify(download, str(archive), expected_size, expected_digests)
+            else:
+                download = _HashedFile(archive.with_name(archive.name + ".part"), algorithms)
+                with requests.Session() as session:
+                    _download(session, url, download, expected_size, timeout, retries, progress)
+                _verify(download, url, expected_size, expected_digests)
+                download.path.replace(archive)
+            archive_size = archive.stat().st_size  # for the pin; the archive may be deleted below
+            try:
+                files = unpack_bundle(archive, dest, max_members, max_unpacked_bytes)
+            finally:
+                if not keep_archive:
+                    archive.unlink(missing_ok=True)
         finally:
-            if not keep_archive:
-                archive.unlink(missing_ok=True)
-    finally:
-        # Keep the folder only while it holds a partial download (to resume) or a kept archive.
-        if download_dir.is_dir() and not any(download_dir.iterdir()):
-            download_dir.rmdir()
+            # Keep the folder only while it holds a partial download (to resume) or a kept archive.
+            if download_dir.is_dir() and not any(download_dir.iterdir()):
+                download_dir.rmdir()
 
-    archive_sha256 = download.hexdigests()["sha256"]
-    pin_now = pins is not None and pinned is None
-    if pin_now:
-        assert pins is not None
-        write_pin(pins, pin_key, archive_sha256, archive_size)
-    return FetchedBundle(
-        dest=dest,
-        files=tuple(files),
-        archive=archive,
-        archive_sha256=archive_sha256,
-        archive_kept=keep_archive,
-        pinned_now=pin_now,
-    )
+        archive_sha256 = download.hexdigests()["sha256"]
+        pin_now = pins is not None and pinned is None
+        if pin_now:
+            assert pins is not None
+            write_pin(pins, pin_key, archive_sha256, archive_size)
+        return FetchedBundle(
+            dest=dest,
+            files=tuple(files),
+            archive=archive,
+            archive_sha256=archive_sha256,
+            archive_kept=keep_archive,
+            pinned_now=pin_now,
+        )
 
 
 def read_pins(pins: Path) -> dict[str, dict[str, Any]]:

@@ -257,15 +257,19 @@ def _vcf_output(
         index.unlink(missing_ok=True)
 
 
+def _checked_vcf(label: str) -> int:
+    """Read the VCF through once within the reader limits before htslib, which reads a line
+    whole and inflates uncapped, ever opens it; returns the line of its first record."""
+    if not Path(label).is_file():
+        raise DataError(f"{label}: VCF not found")
+    return checked_vcf_text(label)
+
+
 @contextmanager
-def _open_vcf(path: str | os.PathLike[str]) -> Iterator[tuple[pysam.VariantFile, int]]:
-    """The VCF, once read through within the reader limits, and the line of its first record."""
+def _open_vcf(label: str) -> Iterator[pysam.VariantFile]:
+    """The VCF through htslib; _checked_vcf first."""
     import pysam
 
-    label = str(path)
-    if not Path(path).is_file():
-        raise DataError(f"{label}: VCF not found")
-    first_record_line = checked_vcf_text(label)  # htslib reads a line whole, inflates uncapped
     # Quiet while opening: htslib reports a missing .tbi of a .vcf.gz, which is not needed.
     verbosity = pysam.set_verbosity(0)
     try:
@@ -282,16 +286,18 @@ def _open_vcf(path: str | os.PathLike[str]) -> Iterator[tuple[pysam.VariantFile,
     try:
         if vcf.format != "VCF":
             raise DataError(f"{label}: {vcf.format}, expected VCF text (plain or bgzip)")
-        yield vcf, first_record_line
+        yield vcf
     finally:
         vcf.close()
 
 
-def _declare_undeclared(vcf_path: str, header: pysam.VariantHeader) -> None:
+def _declare_undeclared(
+    vcf_path: str, first_record_line: int, header: pysam.VariantHeader
+) -> None:
     """Add to header the contig, INFO, FORMAT and FILTER lines the VCF uses without declaring
     them. htslib reads such records (declaring them in the reader's header as it meets them),
     but a writer needs every one declared before the first record: a first pass finds them."""
-    with _open_vcf(vcf_path) as (first, first_record_line):
+    with _open_vcf(vcf_path) as first:
         for _ in numbered_records(first, vcf_path, first_record_line):
             pass
         declared = {str(line) for line in header.records}
@@ -327,13 +333,14 @@ def score_variants(
     summary = EffectSummary()
     label = str(vcf_path)
     n_values = len(names) * len(SCORES)
+    first_record_line = _checked_vcf(label)
     with (
-        _open_vcf(vcf_path) as (vcf, first_record_line),
+        _open_vcf(label) as vcf,
         atomic_text(out_tsv) as tsv,
         tqdm(unit=" records", file=progress, disable=None if progress else True) as bar,
     ):
         if out_vcf is not None:
-            _declare_undeclared(label, vcf.header)
+            _declare_undeclared(label, first_record_line, vcf.header)
             _add_info_fields(vcf.header, label, names)
         records = numbered_records(vcf, label, first_record_line)
         tsv.write(tsv_header(names))
