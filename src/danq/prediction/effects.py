@@ -291,9 +291,7 @@ def _open_vcf(label: str) -> Iterator[pysam.VariantFile]:
         vcf.close()
 
 
-def _declare_undeclared(
-    vcf_path: str, first_record_line: int, header: pysam.VariantHeader
-) -> None:
+def _declare_undeclared(vcf_path: str, first_record_line: int, header: pysam.VariantHeader) -> None:
     """Add to header the contig, INFO, FORMAT and FILTER lines the VCF uses without declaring
     them. htslib reads such records (declaring them in the reader's header as it meets them),
     but a writer needs every one declared before the first record: a first pass finds them."""
